@@ -1,0 +1,279 @@
+"""Reading one secret file safely, and the kubelet's Secret-volume layout.
+
+``read_secret_file`` opens without blocking (a FIFO fails at once), checks the *opened*
+file with ``fstat`` (so a path swapped between check and read cannot fool it), caps the
+size, and validates the content. Every error names the variable and the path, never the
+content.
+
+A kubelet Secret volume (``pkg/volume/util/atomic_writer.go``) looks like::
+
+    DIR/..2026_11_26_14_02_11.123456789/KEY   the files of the current generation
+    DIR/..data -> ..2026_11_26_14_02_11.123456789
+    DIR/KEY -> ..data/KEY
+
+An update writes a new generation, renames ``..data_tmp`` over ``..data`` (one atomic
+switch for every key), fixes the per-key symlinks, then deletes the old generation.
+Entries whose name starts with a dot are never keys.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import (
+    SecretEncodingError,
+    SecretFileError,
+    SecretFileInsecureError,
+    SecretFileNotFoundError,
+    SecretFileNotRegularError,
+    SecretFilePermissionError,
+    SecretFileTooLargeError,
+    SecretPathError,
+    SecretValueError,
+)
+
+__all__ = [
+    "DATA_LINK",
+    "DEFAULT_MAX_BYTES",
+    "FileIdentity",
+    "current_generation",
+    "decode_secret",
+    "file_identity",
+    "is_kubelet_volume",
+    "iter_keys",
+    "read_secret_file",
+]
+
+DEFAULT_MAX_BYTES = 64 * 1024
+DATA_LINK = "..data"
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What one ``os.stat`` (following links) says about a file's version.
+
+    On a kubelet volume every rotation gives the key a new inode and mtime; a write in
+    place changes mtime and usually size.
+    """
+
+    dev: int
+    ino: int
+    mtime_ns: int
+    size: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def file_identity(path: str) -> FileIdentity | None:
+    """The identity of ``path`` (following links), or None when it does not exist."""
+    try:
+        return FileIdentity.of(os.stat(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _where(variable: str | None, path: str) -> str:
+    return f"{variable} ({path})" if variable else path
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "not a regular file"
+
+
+def _open_error(exc: OSError, variable: str | None, path: str) -> SecretFileError:
+    where = _where(variable, path)
+    if isinstance(exc, FileNotFoundError):
+        if os.path.islink(path):
+            return SecretFileNotFoundError(
+                f"{where}: is a dangling symlink (its target does not exist)",
+                variable=variable,
+                path=path,
+            )
+        return SecretFileNotFoundError(
+            f"{where}: no such file", variable=variable, path=path
+        )
+    if isinstance(exc, PermissionError):
+        return SecretFilePermissionError(
+            f"{where}: permission denied (the process may not read it)",
+            variable=variable,
+            path=path,
+        )
+    if exc.errno == errno.ELOOP:
+        return SecretFileNotFoundError(
+            f"{where}: too many levels of symlinks", variable=variable, path=path
+        )
+    if isinstance(exc, NotADirectoryError):
+        return SecretFileNotFoundError(
+            f"{where}: a parent of the path is not a directory", variable=variable, path=path
+        )
+    if exc.errno == errno.ENXIO:
+        return SecretFileNotRegularError(
+            f"{where}: is a socket or device without a reader", variable=variable, path=path
+        )
+    return SecretFileError(
+        f"{where}: cannot open ({exc.strerror or type(exc).__name__})",
+        variable=variable,
+        path=path,
+    )
+
+
+def decode_secret(
+    data: bytes, *, variable: str | None, path: str | None, strip: bool = True
+) -> bytes:
+    """Validate content: strict UTF-8, no NUL, not empty; trimmed unless ``strip=False``.
+
+    Returns the bytes to keep. ``path`` is None for values that did not come from a file.
+    """
+    where = _where(variable, path) if path else (variable or "secret")
+    if b"\0" in data:
+        raise SecretValueError(
+            f"{where}: contains a NUL byte", variable=variable, path=path
+        )
+    try:
+        text = data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise SecretEncodingError(
+            f"{where}: is not valid UTF-8 (first bad byte at offset {exc.start})",
+            variable=variable,
+            path=path,
+        ) from None
+    if strip:
+        stripped = text.strip()
+        if stripped != text:
+            data = stripped.encode("utf-8")
+        text = stripped
+    if not text:
+        raise SecretValueError(
+            f"{where}: is empty" + (" (or whitespace only)" if strip else ""),
+            variable=variable,
+            path=path,
+        )
+    return data
+
+
+def read_secret_file(
+    path: str,
+    *,
+    variable: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    strip: bool = True,
+    check_permissions: bool = True,
+) -> tuple[bytes, FileIdentity]:
+    """Read and validate one secret file; return its content and the identity read.
+
+    The identity comes from ``fstat`` of the descriptor actually read, so a caller that
+    caches by identity can never pair new content with an old identity.
+    """
+    if not path or "\0" in path:
+        raise SecretPathError(
+            f"{variable or 'secret file'}: the path is empty or contains NUL",
+            variable=variable,
+            path=None,
+        )
+    if not os.path.isabs(path):
+        raise SecretPathError(
+            f"{_where(variable, path)}: the path is relative; give an absolute path",
+            variable=variable,
+            path=path,
+        )
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise _open_error(exc, variable, path) from None
+    try:
+        st = os.fstat(fd)
+        where = _where(variable, path)
+        if not stat.S_ISREG(st.st_mode):
+            raise SecretFileNotRegularError(
+                f"{where}: is {_kind(st.st_mode)}, not a regular file",
+                variable=variable,
+                path=path,
+            )
+        if check_permissions and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise SecretFileInsecureError(
+                f"{where}: is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o});"
+                " make it 0600 or 0644",
+                variable=variable,
+                path=path,
+            )
+        if st.st_size > max_bytes:
+            raise SecretFileTooLargeError(
+                f"{where}: is {st.st_size} bytes, more than the limit of {max_bytes}",
+                variable=variable,
+                path=path,
+            )
+        chunks: list[bytes] = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            try:
+                chunk = os.read(fd, min(remaining, 65536))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                raise SecretFileError(
+                    f"{where}: read failed ({exc.strerror or type(exc).__name__})",
+                    variable=variable,
+                    path=path,
+                ) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise SecretFileTooLargeError(
+                f"{where}: grew beyond the limit of {max_bytes} bytes while being read",
+                variable=variable,
+                path=path,
+            )
+    finally:
+        os.close(fd)
+    return decode_secret(data, variable=variable, path=path, strip=strip), FileIdentity.of(st)
+
+
+# -- the kubelet layout ------------------------------------------------------------------
+
+
+def is_kubelet_volume(directory: str) -> bool:
+    """True when ``directory`` has the atomic writer's ``..data`` symlink."""
+    return os.path.islink(os.path.join(directory, DATA_LINK))
+
+
+def current_generation(directory: str) -> str | None:
+    """The name of the generation ``..data`` points at, or None outside a kubelet volume."""
+    try:
+        return os.readlink(os.path.join(directory, DATA_LINK))
+    except OSError:
+        return None
+
+
+def iter_keys(directory: str) -> Iterator[str]:
+    """The key names in ``directory``: every entry not starting with a dot.
+
+    Entries are not opened; a key may still turn out to be unreadable.
+    """
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in sorted(entries):
+        if not entry.startswith("."):
+            yield entry

@@ -1,0 +1,160 @@
+"""The ``Secret`` value: it never shows its content by accident.
+
+``str``, ``repr``, f-strings, ``%``-formatting and logging all print a mask; ``json.dumps``
+and ``pickle`` refuse. ``reveal()`` / ``reveal_bytes()`` give the content on purpose.
+Equality is constant-time (``hmac.compare_digest``).
+
+Fingerprints
+------------
+``fingerprint()`` is a short identifier that is safe to print, store in a state file, put
+in a Kubernetes annotation or compare across hosts. It is derived with PBKDF2-HMAC-SHA256
+(``cryptography``), 100,000 iterations, over a fixed, versioned salt. Why:
+
+* *slow*: a fingerprint that leaks (a log, an annotation readable by anyone who can read
+  the Deployment) must not let an attacker test guesses of a weak secret cheaply, which an
+  unsalted SHA-1 did for Stakater Reloader (issue 594); each guess costs ~100,000 hash
+  rounds;
+* *fixed salt*: two nodes must compute the same fingerprint for the same secret without
+  sharing anything else, which a random per-host salt would prevent; the salt still makes
+  generic precomputed tables useless. A deployment may add its own context with
+  ``AGENTOS_SECRETS_FINGERPRINT_SALT`` (it must then be equal wherever fingerprints are
+  compared);
+* *short*: 64 bits (16 hex digits) after the ``fp1:`` prefix, enough to tell versions
+  apart, too little to be useful as a key.
+
+PBKDF2 was chosen over scrypt because scrypt's memory cost (16 MiB per call at the usual
+parameters) would dominate the sidecar's footprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from typing import Any, NoReturn
+
+__all__ = ["FINGERPRINT_PREFIX", "Secret", "fingerprint_bytes"]
+
+FINGERPRINT_PREFIX = "fp1:"
+_FINGERPRINT_SALT = b"agentos-secrets/fingerprint/v1"
+_FINGERPRINT_ITERATIONS = 100_000
+_FINGERPRINT_BYTES = 8
+_MASK = "**********"
+
+_fingerprint_cache: dict[bytes, str] = {}
+_FINGERPRINT_CACHE_MAX = 256
+
+
+def _salt() -> bytes:
+    extra = os.environ.get("AGENTOS_SECRETS_FINGERPRINT_SALT", "")
+    return _FINGERPRINT_SALT + (b"/" + extra.encode() if extra else b"")
+
+
+def fingerprint_bytes(data: bytes) -> str:
+    """Return the safe fingerprint (``fp1:`` + 16 hex digits) of ``data``.
+
+    Results are memoised in-process by a SHA-256 of (salt, data) so that repeated
+    fingerprints of the same value cost one fast hash, not the slow derivation.
+    """
+    salt = _salt()
+    memo_key = hashlib.sha256(salt + b"\0" + data).digest()
+    cached = _fingerprint_cache.get(memo_key)
+    if cached is not None:
+        return cached
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    kdf = PBKDF2HMAC(
+        algorithm=hashes.SHA256(),
+        length=_FINGERPRINT_BYTES,
+        salt=salt,
+        iterations=_FINGERPRINT_ITERATIONS,
+    )
+    result = FINGERPRINT_PREFIX + kdf.derive(data).hex()
+    if len(_fingerprint_cache) >= _FINGERPRINT_CACHE_MAX:
+        _fingerprint_cache.clear()
+    _fingerprint_cache[memo_key] = result
+    return result
+
+
+class Secret:
+    """A secret value that masks itself everywhere except ``reveal()``.
+
+    ``name`` and ``source`` are metadata (safe to print); the content is held as bytes.
+    """
+
+    __slots__ = ("_value", "name", "source")
+
+    def __init__(self, value: str | bytes, *, name: str = "", source: str = "") -> None:
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        elif not isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError("Secret value must be str or bytes")
+        object.__setattr__(self, "_value", bytes(value))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "source", source)
+
+    # -- on purpose -----------------------------------------------------------------
+    def reveal(self) -> str:
+        """The content as text (the Loader only builds Secrets from strict UTF-8)."""
+        return self._value.decode("utf-8")
+
+    def reveal_bytes(self) -> bytes:
+        """The content as raw bytes."""
+        return self._value
+
+    def fingerprint(self) -> str:
+        """A short, slow-to-invert identifier that is safe to print and compare."""
+        return fingerprint_bytes(self._value)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    # -- never by accident ------------------------------------------------------------
+    def __repr__(self) -> str:
+        label = f" name={self.name!r}" if self.name else ""
+        src = f" source={self.source!r}" if self.source else ""
+        return f"Secret({_MASK}{label}{src})"
+
+    def __str__(self) -> str:
+        return _MASK
+
+    def __format__(self, format_spec: str) -> str:
+        return _MASK
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Secret):
+            return hmac.compare_digest(self._value, other._value)
+        if isinstance(other, str):
+            return hmac.compare_digest(self._value, other.encode("utf-8"))
+        if isinstance(other, bytes):
+            return hmac.compare_digest(self._value, other)
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    # A hash of the value would be an oracle; Secrets are not dict keys.
+    __hash__ = None  # type: ignore[assignment]
+
+    def __setattr__(self, key: str, value: Any) -> NoReturn:
+        raise AttributeError("Secret is immutable")
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("Secret values cannot be pickled; call reveal() on purpose")
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        raise TypeError("Secret values cannot be pickled; call reveal() on purpose")
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Secret:
+        return self
+
+    def __getstate__(self) -> NoReturn:
+        raise TypeError("Secret values cannot be pickled; call reveal() on purpose")
