@@ -1,0 +1,1 @@
+"""What the sidecar does when a change is confirmed: one module per ``--action``."""
