@@ -21,8 +21,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from .errors import (
     SecretEncodingError,
@@ -48,28 +46,52 @@ __all__ = [
     "read_secret_file",
 ]
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (import cost)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 DEFAULT_MAX_BYTES = 64 * 1024
 DATA_LINK = "..data"
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
-@dataclass(frozen=True, slots=True)
-class FileIdentity:
+class FileIdentity(tuple[int, int, int, int]):
     """What one ``os.stat`` (following links) says about a file's version.
 
     On a kubelet volume every rotation gives the key a new inode and mtime; a write in
-    place changes mtime and usually size.
+    place changes mtime and usually size. A tuple subclass rather than a dataclass: the
+    cache compares one of these on every ``get()``, and tuple equality runs in C (and
+    ``dataclasses`` alone would add several milliseconds to ``import agentos_secrets``).
     """
 
-    dev: int
-    ino: int
-    mtime_ns: int
-    size: int
+    __slots__ = ()
+
+    def __new__(cls, dev: int, ino: int, mtime_ns: int, size: int) -> FileIdentity:
+        return tuple.__new__(cls, (dev, ino, mtime_ns, size))
 
     @classmethod
     def of(cls, st: os.stat_result) -> FileIdentity:
-        return cls(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        return tuple.__new__(cls, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))
+
+    @property
+    def dev(self) -> int:
+        return self[0]
+
+    @property
+    def ino(self) -> int:
+        return self[1]
+
+    @property
+    def mtime_ns(self) -> int:
+        return self[2]
+
+    @property
+    def size(self) -> int:
+        return self[3]
+
+    def __repr__(self) -> str:
+        return f"FileIdentity(dev={self[0]}, ino={self[1]}, mtime_ns={self[2]}, size={self[3]})"
 
 
 def file_identity(path: str) -> FileIdentity | None:
@@ -176,11 +198,14 @@ def read_secret_file(
     max_bytes: int = DEFAULT_MAX_BYTES,
     strip: bool = True,
     check_permissions: bool = True,
+    validate: bool = True,
 ) -> tuple[bytes, FileIdentity]:
     """Read and validate one secret file; return its content and the identity read.
 
     The identity comes from ``fstat`` of the descriptor actually read, so a caller that
     caches by identity can never pair new content with an old identity.
+    ``validate=False`` returns the raw bytes (still opened and capped safely): change
+    detection (``agentos_secrets.watch``) hashes binary keys too.
     """
     if not path or "\0" in path:
         raise SecretPathError(
@@ -246,6 +271,8 @@ def read_secret_file(
             )
     finally:
         os.close(fd)
+    if not validate:
+        return data, FileIdentity.of(st)
     return decode_secret(data, variable=variable, path=path, strip=strip), FileIdentity.of(st)
 
 

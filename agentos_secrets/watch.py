@@ -1,0 +1,386 @@
+"""Change detection shared by the sidecar and ``Loader.watch``: hints, digests, layouts.
+
+Three primitives, each with one job:
+
+* :class:`DirectoryWatcher`: one *non-recursive* watchdog (inotify) watch per directory.
+  Its events are only **hints** handed to a callback: the kubelet's atomic writer shows
+  up as a move of ``..data_tmp`` onto ``..data`` (never a "created ``..data``"), and an
+  in-place write as a modify or close-after-write. Opens, reads, close-without-write and
+  attribute changes are filtered out in the kernel mask (watchdog ``event_filter``), so
+  an app reading its secrets, or the kubelet's periodic re-check, wakes nobody. A file
+  path is watched through its directory: a watch on a key symlink or on ``..data`` dies
+  after the first swap.
+* :func:`digest` / :func:`combine`: the truth. A SHA-256 over the sorted (key, content)
+  pairs of every entry not starting with a dot, key symlinks followed, each file read
+  with :func:`agentos_secrets.files.read_secret_file` (no FIFO hangs, size capped). A
+  touch, a chmod, an identical rewrite or a read leave the digest unchanged, so they
+  cause nothing. The digest is kept in memory only and never printed: the slow, safe
+  :func:`agentos_secrets.secret.fingerprint_bytes` is what may be shown or stored.
+* :func:`layout_of`: whether a watched path can rotate at all. A plain file that is a
+  mount point, or a file outside any kubelet volume, is what a ``subPath`` mount looks
+  like: the kubelet never updates it (kubernetes issue 50345).
+
+watchdog is imported only when a watcher starts, so ``import agentos_secrets`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import SecretFileError
+from .files import DATA_LINK, is_kubelet_volume, iter_keys, read_secret_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from watchdog.observers.api import BaseObserver, ObservedWatch
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "Digest",
+    "DirectoryWatcher",
+    "Hint",
+    "Layout",
+    "combine",
+    "digest",
+    "layout_of",
+    "watch_directory",
+]
+
+logger = logging.getLogger("agentos_secrets.watch")
+
+#: A Kubernetes Secret holds at most 1 MiB in total, so no key can be larger.
+MAX_KEY_BYTES = 1024 * 1024
+
+
+# -- targets ------------------------------------------------------------------------------
+
+
+def watch_directory(path: str) -> str:
+    """The directory to watch for ``path``: itself when a directory, else its parent."""
+    path = os.path.abspath(path)
+    return path if os.path.isdir(path) else os.path.dirname(path)
+
+
+# -- digests ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """The content digest of one watched path. ``value`` must never be logged.
+
+    ``problems`` name keys that could not be read (path and reason, never content); an
+    unreadable key still contributes its error code, so "became unreadable" is a change.
+    """
+
+    path: str
+    value: bytes
+    keys: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"Digest(path={self.path!r}, keys={len(self.keys)}, problems={len(self.problems)})"
+
+
+def _feed(hasher: Any, label: bytes, data: bytes) -> None:
+    # Length-prefixed, so ("ab", "c") and ("a", "bc") can never collide.
+    hasher.update(len(label).to_bytes(4, "big") + label)
+    hasher.update(len(data).to_bytes(8, "big") + data)
+
+
+def digest(path: str, *, max_bytes: int = MAX_KEY_BYTES) -> Digest:
+    """Hash the keys of ``path`` (a directory) or the one key ``path`` names (a file).
+
+    Dot-entries (``..data``, the hidden generations) are skipped; key symlinks are
+    followed, so the digest is the content the app reads. Directories among the keys
+    (nested items) are hashed by name only. Reads are done with the safe reader
+    (non-blocking open, ``fstat`` of the descriptor read, size cap).
+    """
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        directory, names = path, list(iter_keys(path))
+    else:
+        directory, names = os.path.dirname(path), [os.path.basename(path)]
+    hasher = hashlib.sha256()
+    problems: list[str] = []
+    keys: list[str] = []
+    for name in names:
+        key_path = os.path.join(directory, name)
+        label = name.encode("utf-8", "surrogateescape")
+        if os.path.isdir(key_path):
+            _feed(hasher, label, b"\0dir")
+            continue
+        try:
+            content, _ = read_secret_file(
+                key_path,
+                variable=None,
+                max_bytes=max_bytes,
+                strip=False,
+                check_permissions=False,
+                validate=False,
+            )
+        except SecretFileError as exc:
+            _feed(hasher, label, b"\0error:" + exc.code.encode())
+            problems.append(str(exc))
+            continue
+        keys.append(name)
+        _feed(hasher, label, content)
+    return Digest(path, hasher.digest(), tuple(keys), tuple(problems))
+
+
+def combine(digests: Mapping[str, Digest] | Iterable[Digest]) -> bytes:
+    """One digest over several watched paths, independent of their order.
+
+    Feed the result to :func:`agentos_secrets.secret.fingerprint_bytes` once per
+    confirmed change (never per event): that derivation is deliberately slow.
+    """
+    items = digests.values() if isinstance(digests, Mapping) else digests
+    hasher = hashlib.sha256(b"agentos-secrets/watch/v1")
+    for item in sorted(items, key=lambda d: d.path):
+        _feed(hasher, item.path.encode("utf-8", "surrogateescape"), item.value)
+    return hasher.digest()
+
+
+# -- layouts ------------------------------------------------------------------------------
+
+LayoutKind = Literal[
+    "kubelet-volume", "kubelet-key", "directory", "file", "mounted-file", "missing"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What a watched path is, and whether the kubelet can rotate it."""
+
+    path: str
+    kind: LayoutKind
+    warning: str | None = None
+
+    @property
+    def rotates(self) -> bool:
+        return self.kind not in ("mounted-file", "file")
+
+
+def _mount_points() -> set[str]:
+    """Mount points of this process (``/proc/self/mountinfo``, field 5), or empty."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return set()
+    points: set[str] = set()
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4:
+            # Octal escapes (\040 for a space) as the kernel writes them.
+            points.add(fields[4].encode().decode("unicode_escape"))
+    return points
+
+
+def layout_of(path: str) -> Layout:
+    """Classify ``path``; a layout that cannot rotate carries a warning saying why."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        if is_kubelet_volume(path):
+            return Layout(path, "kubelet-volume")
+        return Layout(path, "directory")
+    if not os.path.lexists(path):
+        return Layout(
+            path, "missing", f"{path}: does not exist (yet); watching {os.path.dirname(path)}"
+        )
+    directory = os.path.dirname(path)
+    if path in _mount_points():
+        return Layout(
+            path,
+            "mounted-file",
+            f"{path}: is a single mounted file (a subPath mount): the kubelet never updates"
+            " it; mount the whole Secret volume and watch its directory",
+        )
+    if is_kubelet_volume(directory):
+        if os.path.islink(path):
+            return Layout(path, "kubelet-key")
+        return Layout(
+            path,
+            "file",
+            f"{path}: is a plain file inside a kubelet volume (not a link into {DATA_LINK}):"
+            " it will not follow rotations",
+        )
+    return Layout(
+        path,
+        "file",
+        f"{path}: is a plain file, not a key of a kubelet Secret volume (no {DATA_LINK} beside"
+        " it); if it is a subPath mount it will never rotate: mount the whole volume",
+    )
+
+
+# -- hints --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """Something may have changed in ``directory`` (``path``: the entry concerned)."""
+
+    directory: str
+    path: str
+
+
+class DirectoryWatcher:
+    """Non-recursive inotify watches over a set of directories; events become hints.
+
+    ``on_hint`` runs on watchdog's dispatcher thread: keep it short (set a flag, put on a
+    queue). :meth:`ensure` re-creates a watch whose directory disappeared or was replaced
+    (a new inode), and reports a hint for it, since a change may have been missed; call
+    it from the periodic re-check. Thread-safe.
+    """
+
+    def __init__(self, directories: Iterable[str], on_hint: Callable[[Hint], None]) -> None:
+        self.directories: tuple[str, ...] = tuple(
+            dict.fromkeys(os.path.abspath(d) for d in directories)
+        )
+        self._on_hint = on_hint
+        self._observer: BaseObserver | None = None
+        self._watches: dict[str, tuple[ObservedWatch, tuple[int, int]]] = {}
+        self._problems: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.events = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> dict[str, str]:
+        """Start the observer and watch every directory; return problems by directory."""
+        from watchdog.observers.inotify import InotifyObserver
+
+        with self._lock:
+            if self._observer is None:
+                observer = InotifyObserver()
+                observer.daemon = True
+                observer.start()
+                self._observer = observer
+        return self.ensure(hint=False)
+
+    def stop(self) -> None:
+        with self._lock:
+            observer, self._observer = self._observer, None
+            self._watches.clear()
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+    # -- health -------------------------------------------------------------------------
+    @property
+    def problems(self) -> dict[str, str]:
+        """Directories not watched right now, with the reason."""
+        with self._lock:
+            return dict(self._problems)
+
+    def alive(self) -> bool:
+        """True when the observer runs and every directory has a live watch."""
+        with self._lock:
+            observer = self._observer
+            if observer is None or not observer.is_alive():
+                return False
+            live = {e.watch for e in observer.emitters if e.is_alive()}
+            return all(
+                d in self._watches and self._watches[d][0] in live for d in self.directories
+            )
+
+    def ensure(self, *, hint: bool = True) -> dict[str, str]:
+        """(Re-)watch directories that are unwatched, dead or replaced; return problems.
+
+        With ``hint=True`` a re-created watch also reports a hint (a change may have
+        happened while it was not watched).
+        """
+        recreated: list[str] = []
+        with self._lock:
+            observer = self._observer
+            if observer is None:
+                return {d: "watcher not started" for d in self.directories}
+            live = {e.watch for e in observer.emitters if e.is_alive()}
+            for directory in self.directories:
+                try:
+                    st = os.stat(directory)
+                except OSError as exc:
+                    self._drop(observer, directory)
+                    self._problems[directory] = (
+                        f"{directory}: cannot watch ({exc.strerror or type(exc).__name__})"
+                    )
+                    continue
+                identity = (st.st_dev, st.st_ino)
+                current = self._watches.get(directory)
+                if current is not None and current[0] in live and current[1] == identity:
+                    continue
+                if current is not None:
+                    self._drop(observer, directory)
+                try:
+                    watch = observer.schedule(
+                        _Handler(directory, self._hint),
+                        directory,
+                        recursive=False,
+                        event_filter=_event_filter(),
+                    )
+                except OSError as exc:
+                    self._problems[directory] = (
+                        f"{directory}: cannot watch ({exc.strerror or type(exc).__name__})"
+                    )
+                    continue
+                self._watches[directory] = (watch, identity)
+                if current is not None or self._problems.pop(directory, None) is not None:
+                    recreated.append(directory)
+                logger.debug("watching %s", directory)
+            problems = dict(self._problems)
+        if hint:
+            for directory in recreated:
+                self._hint(Hint(directory, directory))
+        return problems
+
+    # -- internals ----------------------------------------------------------------------
+    def _drop(self, observer: BaseObserver, directory: str) -> None:
+        current = self._watches.pop(directory, None)
+        if current is None:
+            return
+        try:
+            observer.unschedule(current[0])
+        except (KeyError, OSError):
+            pass
+
+    def _hint(self, hint: Hint) -> None:
+        self.events += 1
+        try:
+            self._on_hint(hint)
+        except Exception:  # a failing callback must not kill the watch
+            logger.exception("hint callback failed for %s", hint.directory)
+
+
+def _event_filter() -> list[Any]:
+    """The event classes that can mean "content changed"; the kernel mask follows them.
+
+    Excluded on purpose: opened, closed-without-write, attribute changes (touch, chmod)
+    and directory-modified (a derived duplicate of the others).
+    """
+    from watchdog import events as ev
+
+    return [
+        ev.FileMovedEvent,
+        ev.DirMovedEvent,
+        ev.FileCreatedEvent,
+        ev.DirCreatedEvent,
+        ev.FileDeletedEvent,
+        ev.DirDeletedEvent,
+        ev.FileModifiedEvent,
+        ev.FileClosedEvent,
+    ]
+
+
+class _Handler:
+    """Forward every (already filtered) event of one directory as a :class:`Hint`."""
+
+    def __init__(self, directory: str, hint: Callable[[Hint], None]) -> None:
+        self.directory = directory
+        self._hint = hint
+
+    def dispatch(self, event: Any) -> None:
+        path = getattr(event, "dest_path", "") or event.src_path
+        self._hint(Hint(self.directory, os.fsdecode(path)))
