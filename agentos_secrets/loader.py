@@ -11,14 +11,12 @@ lock on a cache hit; misses are serialised per Loader.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, overload
+from _thread import RLock  # what threading.RLock is, without importing threading
 
+from ._log import logger
 from .errors import ConflictError, MissingSecretError, ProviderError, SecretError
+from .explanation import Explanation
 from .files import DEFAULT_MAX_BYTES, FileIdentity, decode_secret, read_secret_file
 from .secret import Secret
 from .sources import (
@@ -32,80 +30,36 @@ from .sources import (
     normalize_name,
 )
 
-__all__ = ["Explanation", "Loader"]
+# No typing, dataclasses, logging or threading at import: ``import agentos_secrets`` must
+# stay within 20 ms of a bare interpreter (see benchmarks/bench_import.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import overload
 
-logger = logging.getLogger("agentos_secrets")
+__all__ = ["Explanation", "Loader"]
 
 _CONFLICT_POLICIES = ("warn", "error", "prefer-file")
 
 
-@dataclass(slots=True)
 class _CacheEntry:
     """The last good read of one file, and the last error seen re-reading it."""
 
-    origin: Origin
-    identity: FileIdentity
-    secret: Secret
-    error: SecretError | None = None
-    error_identity: FileIdentity | None = None
+    __slots__ = ("error", "error_identity", "identity", "origin", "secret")
 
-
-@dataclass(frozen=True)
-class Explanation:
-    """Where a secret came from and what it shadowed. Never holds the value.
-
-    ``str(explanation)`` is a readable paragraph; ``as_dict()`` suits JSON.
-    """
-
-    name: str
-    found: bool
-    source: str | None = None
-    variable: str | None = None
-    path: str | None = None
-    rotates: bool = False
-    shadowed: tuple[str, ...] = ()
-    conflict: str | None = None
-    error: str | None = None
-    fingerprint: str | None = None
-    notes: tuple[str, ...] = field(default=())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "found": self.found,
-            "source": self.source,
-            "variable": self.variable,
-            "path": self.path,
-            "rotates": self.rotates,
-            "shadowed": list(self.shadowed),
-            "conflict": self.conflict,
-            "error": self.error,
-            "fingerprint": self.fingerprint,
-            "notes": list(self.notes),
-        }
-
-    def __str__(self) -> str:
-        if not self.found:
-            head = f"{self.name}: missing"
-        else:
-            where = {
-                "env": f"environment variable {self.variable}",
-                "file": f"file {self.path} (from {self.variable})",
-                "directory": f"file {self.path} (secret directory)",
-                "provider": "the provider",
-            }.get(self.source or "", self.source or "?")
-            head = f"{self.name}: from {where}"
-            head += "; follows the file as it rotates" if self.rotates else "; static"
-            if self.fingerprint:
-                head += f"; fingerprint {self.fingerprint}"
-        lines = [head]
-        if self.conflict:
-            lines.append(f"  conflict: {self.conflict}")
-        lines.extend(f"  shadows: {s}" for s in self.shadowed)
-        if self.error:
-            lines.append(f"  error: {self.error}")
-        lines.extend(f"  note: {n}" for n in self.notes)
-        return "\n".join(lines)
+    def __init__(
+        self,
+        origin: Origin,
+        identity: FileIdentity,
+        secret: Secret,
+        error: SecretError | None = None,
+        error_identity: FileIdentity | None = None,
+    ) -> None:
+        self.origin = origin
+        self.identity = identity
+        self.secret = secret
+        self.error = error
+        self.error_identity = error_identity
 
 
 class Loader:
@@ -153,7 +107,7 @@ class Loader:
         self.max_bytes = max_bytes
         self.check_permissions = check_permissions
         self._cache: dict[str, _CacheEntry] = {}
-        self._lock = threading.RLock()
+        self._lock = RLock()
         self._warned_conflicts: set[str] = set()
 
     # -- public API ---------------------------------------------------------------------
@@ -162,12 +116,14 @@ class Loader:
         """The directories searched, in order, including ``$CREDENTIALS_DIRECTORY``."""
         return directories(self._secret_dirs, self._env, self._use_credentials_directory)
 
-    @overload
-    def get(self, name: str) -> Secret | None: ...
-    @overload
-    def get(self, name: str, default: Secret) -> Secret: ...
-    @overload
-    def get(self, name: str, default: None) -> Secret | None: ...
+    if TYPE_CHECKING:  # the overloads are for type checkers; typing is not imported
+
+        @overload
+        def get(self, name: str) -> Secret | None: ...
+        @overload
+        def get(self, name: str, default: Secret) -> Secret: ...
+        @overload
+        def get(self, name: str, default: None) -> Secret | None: ...
 
     def get(self, name: str, default: Secret | None = None) -> Secret | None:
         """The current value of ``name``, or ``default`` when no source has it.

@@ -28,10 +28,13 @@ parameters) would dominate the sidecar's footprint.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-from typing import Any, NoReturn
+
+# hashlib and hmac load OpenSSL (several milliseconds): they are imported where used, so
+# that ``import agentos_secrets`` stays cheap. typing likewise, for annotations only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 __all__ = ["FINGERPRINT_PREFIX", "Secret", "fingerprint_bytes"]
 
@@ -56,6 +59,8 @@ def fingerprint_bytes(data: bytes) -> str:
     Results are memoised in-process by a SHA-256 of (salt, data) so that repeated
     fingerprints of the same value cost one fast hash, not the slow derivation.
     """
+    import hashlib
+
     salt = _salt()
     memo_key = hashlib.sha256(salt + b"\0" + data).digest()
     cached = _fingerprint_cache.get(memo_key)
@@ -126,12 +131,14 @@ class Secret:
         return _MASK
 
     def __eq__(self, other: object) -> bool:
+        from hmac import compare_digest as _compare
+
         if isinstance(other, Secret):
-            return hmac.compare_digest(self._value, other._value)
+            return _compare(self._value, other._value)
         if isinstance(other, str):
-            return hmac.compare_digest(self._value, other.encode("utf-8"))
+            return _compare(self._value, other.encode("utf-8"))
         if isinstance(other, bytes):
-            return hmac.compare_digest(self._value, other)
+            return _compare(self._value, other)
         return NotImplemented
 
     def __ne__(self, other: object) -> bool:

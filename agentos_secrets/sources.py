@@ -16,12 +16,15 @@ This module only *locates*; ``loader`` reads, caches and wraps.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 from .errors import InvalidNameError
+
+# typing.TYPE_CHECKING without importing typing: ``import agentos_secrets`` must stay cheap
+# (typing, re and dataclasses together cost several milliseconds at start-up).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Literal
 
 __all__ = [
     "CREDENTIALS_DIRECTORY_VAR",
@@ -34,14 +37,28 @@ __all__ = [
     "normalize_name",
 ]
 
-ConflictPolicy = Literal["warn", "error", "prefer-file"]
-SourceKind = Literal["env", "file", "directory", "provider"]
-Provider = Callable[[str], "str | bytes | object | None"]
+if TYPE_CHECKING:
+    ConflictPolicy = Literal["warn", "error", "prefer-file"]
+    SourceKind = Literal["env", "file", "directory", "provider"]
+    Provider = Callable[[str], "str | bytes | object | None"]
+else:
+    # Runtime stand-ins so that ``from .sources import ConflictPolicy`` keeps working;
+    # the precise types above are for type checkers only.
+    ConflictPolicy = SourceKind = str
+    Provider = object
 
 CREDENTIALS_DIRECTORY_VAR = "CREDENTIALS_DIRECTORY"
 FILE_SUFFIX = "_FILE"
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAX_NAME = 255
+
+
+def _is_variable_name(name: str) -> bool:
+    """``[A-Za-z_][A-Za-z0-9_]*``, checked with str methods (no ``re`` at import)."""
+    return (
+        name.isascii()
+        and name.replace("_", "a").isalnum()  # ASCII letters, digits, underscores only
+        and not name[0].isdigit()
+    )
 
 
 def normalize_name(name: object) -> str:
@@ -53,7 +70,7 @@ def normalize_name(name: object) -> str:
     trimmed = name.strip()
     if not trimmed:
         raise InvalidNameError("secret name is empty")
-    if len(trimmed) > _MAX_NAME or not _NAME_RE.match(trimmed):
+    if len(trimmed) > _MAX_NAME or not _is_variable_name(trimmed):
         # A malformed name is shown with repr(): it is a name, not a value.
         raise InvalidNameError(
             f"secret name {trimmed[:64]!r} is not a valid variable name "
@@ -72,28 +89,61 @@ def env_text(env: Mapping[str, str], variable: str) -> str | None:
     return value or None
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a value comes from. Safe to print: names and paths, never content."""
+class Origin(tuple[str, str | None, str | None, str | None]):
+    """Where a value comes from. Safe to print: names and paths, never content.
 
-    kind: SourceKind
-    variable: str | None = None
-    path: str | None = None
-    directory: str | None = None
+    An immutable typed tuple ``(kind, variable, path, directory)``: one is built per
+    lookup, so it must be cheap to build and compare (and ``dataclasses`` would cost
+    milliseconds at import).
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        kind: SourceKind,
+        variable: str | None = None,
+        path: str | None = None,
+        directory: str | None = None,
+    ) -> Origin:
+        return tuple.__new__(cls, (kind, variable, path, directory))
+
+    @property
+    def kind(self) -> SourceKind:
+        return self[0]  # type: ignore[return-value]
+
+    @property
+    def variable(self) -> str | None:
+        return self[1]
+
+    @property
+    def path(self) -> str | None:
+        return self[2]
+
+    @property
+    def directory(self) -> str | None:
+        return self[3]
 
     @property
     def rotates(self) -> bool:
         """File-backed values follow the file; env and provider values are static."""
-        return self.kind in ("file", "directory")
+        return self[0] in ("file", "directory")
 
     def describe(self) -> str:
-        if self.kind == "env":
+        kind = self[0]
+        if kind == "env":
             return f"environment variable {self.variable}"
-        if self.kind == "file":
+        if kind == "file":
             return f"file {self.path} (from {self.variable})"
-        if self.kind == "directory":
+        if kind == "directory":
             return f"file {self.path} (secret directory {self.directory})"
         return "provider"
+
+    def __repr__(self) -> str:
+        return (
+            f"Origin(kind={self[0]!r}, variable={self[1]!r}, path={self[2]!r},"
+            f" directory={self[3]!r})"
+        )
 
 
 def directories(
@@ -110,14 +160,36 @@ def directories(
     return tuple(dirs)
 
 
-@dataclass(frozen=True, slots=True)
 class Located:
     """The outcome of walking the chain for one name, before anything is read."""
 
-    name: str
-    chosen: Origin | None
-    shadowed: tuple[Origin, ...]
-    conflict: bool
+    __slots__ = ("chosen", "conflict", "name", "shadowed")
+
+    def __init__(
+        self, name: str, chosen: Origin | None, shadowed: tuple[Origin, ...], conflict: bool
+    ) -> None:
+        self.name = name
+        self.chosen = chosen
+        self.shadowed = shadowed
+        self.conflict = conflict
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Located):
+            return NotImplemented
+        return (self.name, self.chosen, self.shadowed, self.conflict) == (
+            other.name,
+            other.chosen,
+            other.shadowed,
+            other.conflict,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (
+            f"Located(name={self.name!r}, chosen={self.chosen!r},"
+            f" shadowed={self.shadowed!r}, conflict={self.conflict!r})"
+        )
 
 
 def locate(
