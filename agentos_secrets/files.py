@@ -169,14 +169,19 @@ def decode_secret(
         raise SecretValueError(
             f"{where}: contains a NUL byte", variable=variable, path=path
         )
+    bad_offset = -1
     try:
         text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
+        bad_offset = exc.start
+    if bad_offset >= 0:
+        # Raised outside the except block: the UnicodeDecodeError holds the whole content
+        # (``.object``) and must not travel along as ``__context__``.
         raise SecretEncodingError(
-            f"{where}: is not valid UTF-8 (first bad byte at offset {exc.start})",
+            f"{where}: is not valid UTF-8 (first bad byte at offset {bad_offset})",
             variable=variable,
             path=path,
-        ) from None
+        )
     if strip:
         stripped = text.strip()
         if stripped != text:

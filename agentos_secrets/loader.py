@@ -219,7 +219,9 @@ class Loader:
             return None
         if origin.kind == "env":
             raw = env_text(self._env, name) or ""
-            data = decode_secret(raw.encode("utf-8"), variable=name, path=None, strip=True)
+            # surrogateescape: undecodable bytes in os.environ become a SecretEncodingError
+            raw_bytes = raw.encode("utf-8", "surrogateescape")
+            data = decode_secret(raw_bytes, variable=name, path=None, strip=True)
             logger.debug("resolved secret %s from env", name)
             return Secret(data, name=name, source="env")
         if origin.kind == "provider":
@@ -242,21 +244,25 @@ class Loader:
 
     def _from_provider(self, name: str) -> Secret | None:
         assert self._provider is not None
+        failure: str | None = None
         try:
             value = self._provider(name)
         except SecretError:
             raise
         except Exception as exc:  # noqa: BLE001 - any provider failure is wrapped
-            # The provider's own message may quote the value: keep only its type.
+            failure = type(exc).__name__
+        if failure is not None:
+            # Raised outside the except block so that the provider's exception is not
+            # even kept as __context__: its message or args may quote the value.
             raise ProviderError(
-                f"provider failed for secret {name} ({type(exc).__name__})", variable=name
-            ) from None
+                f"provider failed for secret {name} ({failure})", variable=name
+            )
         if value is None:
             return None
         if isinstance(value, Secret):
             value = value.reveal_bytes()
         if isinstance(value, str):
-            value = value.encode("utf-8")
+            value = value.encode("utf-8", "surrogateescape")
         if not isinstance(value, bytes):
             raise ProviderError(
                 f"provider returned {type(value).__name__} for secret {name};"

@@ -82,6 +82,16 @@ def fingerprint_bytes(data: bytes) -> str:
     return result
 
 
+def _encode(text: str) -> bytes:
+    """UTF-8 of ``text``; a lone surrogate is a ValueError that does not carry the text."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    # Outside the except block: the UnicodeEncodeError holds the whole text (``.object``).
+    raise ValueError("Secret value is not valid Unicode (it contains a lone surrogate)")
+
+
 class Secret:
     """A secret value that masks itself everywhere except ``reveal()``.
 
@@ -92,7 +102,7 @@ class Secret:
 
     def __init__(self, value: str | bytes, *, name: str = "", source: str = "") -> None:
         if isinstance(value, str):
-            value = value.encode("utf-8")
+            value = _encode(value)
         elif not isinstance(value, bytes | bytearray | memoryview):
             raise TypeError("Secret value must be str or bytes")
         object.__setattr__(self, "_value", bytes(value))
@@ -136,7 +146,7 @@ class Secret:
         if isinstance(other, Secret):
             return _compare(self._value, other._value)
         if isinstance(other, str):
-            return _compare(self._value, other.encode("utf-8"))
+            return _compare(self._value, other.encode("utf-8", "surrogatepass"))
         if isinstance(other, bytes):
             return _compare(self._value, other)
         return NotImplemented
