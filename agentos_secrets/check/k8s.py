@@ -1,0 +1,261 @@
+"""Reading pod templates the way the kubelet and the API server would.
+
+Helpers only (no findings): which volumes come from which Secret and with which keys,
+where each container mounts them, what a container's environment resolves to, which
+action the sidecar runs, and whether RBAC in the stream grants a verb. Field paths are
+written ``spec.template.spec.containers[NAME].volumeMounts[VOL]`` so that a finding
+points at the object and the field a human has to edit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import posixpath
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .inputs import K8sObject, Manifests
+
+__all__ = [
+    "AGENTOS_SECRET",
+    "SIDECAR_NAME",
+    "WORKLOAD_KINDS",
+    "Container",
+    "SecretVolume",
+    "Workload",
+    "grants",
+    "is_agentos_secret",
+    "secret_keys",
+    "secret_values",
+    "sidecar_action",
+]
+
+AGENTOS_SECRET = "agentos-secrets"  # noqa: S105 - the Secret object's name, not a value
+SIDECAR_NAME = "secrets-sidecar"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+# kustomize's secretGenerator appends "-" and a 10-character content hash.
+_GENERATED = re.compile(rf"{re.escape(AGENTOS_SECRET)}(-[a-z0-9]{{10}})?\Z")
+
+
+def is_agentos_secret(name: str | None) -> bool:
+    return bool(name) and _GENERATED.match(name or "") is not None
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _seq(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class SecretVolume:
+    """A pod volume fed by a Secret; ``items`` maps file path -> key when restricted."""
+
+    name: str
+    secret: str
+    items: Mapping[str, str] | None
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container of a pod template and the field path that reaches it."""
+
+    body: Mapping[str, Any]
+    field: str
+    init: bool
+
+    @property
+    def name(self) -> str:
+        return str(self.body.get("name") or "?")
+
+    def mounts(self) -> Iterator[Mapping[str, Any]]:
+        for mount in _seq(self.body.get("volumeMounts")):
+            if isinstance(mount, Mapping):
+                yield mount
+
+    def args(self) -> list[str]:
+        return [str(a) for a in _seq(self.body.get("command")) + _seq(self.body.get("args"))]
+
+
+def _secret_volume(volume: Mapping[str, Any]) -> SecretVolume | None:
+    name = str(volume.get("name") or "")
+    secret = _map(volume.get("secret"))
+    if secret:
+        return SecretVolume(name, str(secret.get("secretName") or ""), _items(secret))
+    for source in _seq(_map(volume.get("projected")).get("sources")):
+        projected = _map(_map(source).get("secret"))
+        if projected:
+            return SecretVolume(name, str(projected.get("name") or ""), _items(projected))
+    return None
+
+
+def _items(source: Mapping[str, Any]) -> Mapping[str, str] | None:
+    items = _seq(source.get("items"))
+    if not items:
+        return None
+    return {str(_map(i).get("path")): str(_map(i).get("key")) for i in items}
+
+
+class Workload:
+    """A Deployment, StatefulSet or DaemonSet and its pod template."""
+
+    def __init__(self, obj: K8sObject) -> None:
+        self.obj = obj
+        template = _map(_map(obj.body.get("spec")).get("template"))
+        self.template_annotations = _map(_map(template.get("metadata")).get("annotations"))
+        self.pod: Mapping[str, Any] = _map(template.get("spec"))
+        self.volumes = {
+            str(_map(v).get("name")): _map(v) for v in _seq(self.pod.get("volumes"))
+        }
+        self.secret_volumes = {
+            sv.name: sv for v in self.volumes.values() if (sv := _secret_volume(v))
+        }
+
+    @property
+    def ref(self) -> str:
+        return self.obj.ref
+
+    def containers(self) -> Iterator[Container]:
+        base = "spec.template.spec"
+        for key, init in (("initContainers", True), ("containers", False)):
+            for body in _seq(self.pod.get(key)):
+                if isinstance(body, Mapping):
+                    yield Container(body, f"{base}.{key}[{body.get('name')}]", init)
+
+    def agentos_volumes(self) -> set[str]:
+        return {n for n, sv in self.secret_volumes.items() if is_agentos_secret(sv.secret)}
+
+    def mount_for(self, container: Container, path: str) -> Mapping[str, Any] | None:
+        """The mount of ``container`` whose mountPath holds ``path`` (longest match)."""
+        best: Mapping[str, Any] | None = None
+        norm = posixpath.normpath(path)
+        for mount in container.mounts():
+            root = posixpath.normpath(str(mount.get("mountPath") or "/-"))
+            if norm.startswith(root.rstrip("/") + "/") and (
+                best is None or len(root) > len(str(best.get("mountPath")))
+            ):
+                best = mount
+        return best
+
+
+def secret_values(obj: K8sObject) -> dict[str, bytes | None]:
+    """A Secret's keys and decoded values (None when ``data`` is not valid base64)."""
+    values: dict[str, bytes | None] = {}
+    for key, raw in _map(obj.body.get("data")).items():
+        try:
+            values[str(key)] = base64.b64decode(str(raw or ""), validate=True)
+        except (binascii.Error, ValueError):
+            values[str(key)] = None
+    for key, raw in _map(obj.body.get("stringData")).items():
+        values[str(key)] = str(raw if raw is not None else "").encode("utf-8")
+    return values
+
+
+def secret_keys(manifests: Manifests, name: str, namespace: str | None) -> set[str] | None:
+    """The keys of Secret ``name`` when the stream holds it; None when it is external."""
+    for obj in manifests.of_kind("Secret"):
+        if obj.name == name and obj.namespace == namespace:
+            return set(_map(obj.body.get("data"))) | set(_map(obj.body.get("stringData")))
+    return None
+
+
+def configmap(manifests: Manifests, name: str, namespace: str | None) -> Mapping[str, Any] | None:
+    for obj in manifests.of_kind("ConfigMap"):
+        if obj.name == name and obj.namespace == namespace:
+            return {**_map(obj.body.get("data")), **_map(obj.body.get("binaryData"))}
+    return None
+
+
+def container_env(
+    container: Container, manifests: Manifests, namespace: str | None
+) -> dict[str, str | None]:
+    """What the container's environment resolves to; None where it cannot be known here.
+
+    ``env`` wins over ``envFrom`` (as in Kubernetes); ConfigMaps are looked up in the
+    stream; values from Secrets, the downward API or absent ConfigMaps are None.
+    """
+    env: dict[str, str | None] = {}
+    for source in _seq(container.body.get("envFrom")):
+        ref = _map(_map(source).get("configMapRef"))
+        prefix = str(_map(source).get("prefix") or "")
+        data = configmap(manifests, str(ref.get("name")), namespace) if ref else None
+        for key, value in (data or {}).items():
+            env[prefix + str(key)] = str(value)
+    for var in _seq(container.body.get("env")):
+        var = _map(var)
+        name = str(var.get("name") or "")
+        if "value" in var:
+            env[name] = "" if var["value"] is None else str(var["value"])
+            continue
+        ref = _map(_map(var.get("valueFrom")).get("configMapKeyRef"))
+        data = configmap(manifests, str(ref.get("name")), namespace) if ref else None
+        value = (data or {}).get(str(ref.get("key"))) if ref else None
+        env[name] = None if value is None else str(value)
+    return env
+
+
+def sidecar_action(container: Container, env: Mapping[str, str | None]) -> str:
+    """The sidecar's ``--action``: the command line wins over AGENTOS_SIDECAR_ACTION."""
+    args = container.args()
+    for i, arg in enumerate(args):
+        if arg == "--action" and i + 1 < len(args):
+            return args[i + 1].strip().lower()
+        if arg.startswith("--action="):
+            return arg.split("=", 1)[1].strip().lower()
+    return (env.get("AGENTOS_SIDECAR_ACTION") or "http").strip().lower()
+
+
+def _rule_grants(rule: Mapping[str, Any], group: str, resource: str, verbs: set[str],
+                 name: str) -> bool:
+    groups = {str(g) for g in _seq(rule.get("apiGroups"))}
+    resources = {str(r) for r in _seq(rule.get("resources"))}
+    granted = {str(v) for v in _seq(rule.get("verbs"))}
+    names = {str(n) for n in _seq(rule.get("resourceNames"))}
+    return (
+        bool(groups & {group, "*"})
+        and bool(resources & {resource, "*"})
+        and ("*" in granted or verbs <= granted)
+        and (not names or name in names)
+    )
+
+
+def grants(
+    manifests: Manifests,
+    service_account: str,
+    namespace: str | None,
+    *,
+    group: str,
+    resource: str,
+    verbs: set[str],
+    name: str,
+) -> bool:
+    """True when a (Cluster)RoleBinding in the stream gives ``service_account`` the verbs."""
+    roles = {(o.kind, o.name, o.namespace): o for o in manifests.of_kind("Role", "ClusterRole")}
+    for binding in manifests.of_kind("RoleBinding", "ClusterRoleBinding"):
+        if binding.kind == "RoleBinding" and binding.namespace != namespace:
+            continue
+        subjects = _seq(binding.body.get("subjects"))
+        if not any(
+            _map(s).get("kind") == "ServiceAccount"
+            and _map(s).get("name") == service_account
+            and (_map(s).get("namespace") or binding.namespace) == namespace
+            for s in subjects
+        ):
+            continue
+        ref = _map(binding.body.get("roleRef"))
+        kind = str(ref.get("kind") or "")
+        role_ns = binding.namespace if kind == "Role" else None
+        role = roles.get((kind, str(ref.get("name") or ""), role_ns))
+        if role is None:
+            continue
+        if any(
+            _rule_grants(_map(r), group, resource, verbs, name)
+            for r in _seq(role.body.get("rules"))
+        ):
+            return True
+    return False

@@ -1,0 +1,202 @@
+"""Writing a check's result: text for people, JSON for scripts, SARIF for code scanning.
+
+All three are built from the same :class:`Report`; none of them sees a secret value,
+because findings never hold one. The JSON layout is versioned by
+``schema/report-v1.json`` (shipped in the package); SARIF follows 2.1.0 with every rule
+described in ``tool.driver.rules`` so that code-scanning UIs can show the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from .findings import RULES, Finding, Severity
+
+__all__ = ["DOCS_URI", "Report", "render"]
+
+DOCS_URI = "https://github.com/nexixai/agentos-secrets/blob/main/docs/rules.md"
+SCHEMA_ID = "agentos-secrets/check-report/v1"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of one run: findings (suppressed ones included) and the verdict."""
+
+    findings: Sequence[Finding]
+    profile: str
+    fail_on: Severity
+    inputs: Sequence[tuple[str, str]]  # (kind, source)
+    version: str
+
+    def active(self) -> list[Finding]:
+        return [f for f in self.findings if f.suppressed is None]
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.active() if f.severity is severity)
+
+    @property
+    def suppressed(self) -> int:
+        return sum(1 for f in self.findings if f.suppressed is not None)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when an unsuppressed finding is at or above ``--fail-on``, else 0."""
+        return int(any(f.severity.rank >= self.fail_on.rank for f in self.active()))
+
+    def ordered(self) -> list[Finding]:
+        return sorted(self.findings, key=lambda f: (f.suppressed is not None, *f.sort_key()))
+
+
+# -- text ------------------------------------------------------------------------------------
+
+
+def _text(report: Report) -> str:
+    inputs = ", ".join(f"{kind} {source}" for kind, source in report.inputs)
+    lines = [
+        f"agentos-secrets check: profile {report.profile}, fail on {report.fail_on.value}",
+        f"checked: {inputs}",
+        "",
+    ]
+    for f in report.ordered():
+        label = "SUPPRESSED" if f.suppressed is not None else f.severity.value.upper()
+        lines.append(f"{label:<8} {f.rule.id} {f.rule.name}")
+        lines.append(f"  at:   {f.where()}")
+        lines.append(f"  what: {f.message}")
+        if f.suppressed is not None:
+            lines.append(f"  why suppressed: {f.suppressed}")
+        else:
+            lines.append(f"  fix:  {f.fix}")
+        lines.append("")
+    errors, warnings = report.count(Severity.ERROR), report.count(Severity.WARNING)
+    verdict = "FAILED" if report.exit_code else "passed"
+    lines.append(
+        f"{errors} error(s), {warnings} warning(s), {report.suppressed} suppressed: "
+        f"{verdict} (exit {report.exit_code})"
+    )
+    return "\n".join(lines) + "\n"
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+
+def _finding_json(f: Finding) -> dict[str, object]:
+    return {
+        "ruleId": f.rule.id,
+        "ruleName": f.rule.name,
+        "severity": f.severity.value,
+        "message": f.message,
+        "fix": f.fix,
+        "location": {
+            "object": f.obj,
+            "field": f.field,
+            "variable": f.variable,
+            "path": f.path,
+            "source": f.source,
+        },
+        "suppressed": None
+        if f.suppressed is None
+        else {"reason": f.suppressed, "kind": f.suppression_kind},
+        "help": f"{DOCS_URI}#{f.rule.help_anchor}",
+    }
+
+
+def _json(report: Report) -> str:
+    doc = {
+        "schema": SCHEMA_ID,
+        "tool": {"name": "agentos-secrets", "version": report.version},
+        "profile": report.profile,
+        "failOn": report.fail_on.value,
+        "inputs": [{"kind": kind, "source": source} for kind, source in report.inputs],
+        "findings": [_finding_json(f) for f in report.ordered()],
+        "summary": {
+            "errors": report.count(Severity.ERROR),
+            "warnings": report.count(Severity.WARNING),
+            "suppressed": report.suppressed,
+            "passed": report.exit_code == 0,
+        },
+        "exitCode": report.exit_code,
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+# -- SARIF 2.1.0 -----------------------------------------------------------------------------
+
+_RULE_IDS = sorted(RULES)
+
+
+def _uri(path: str) -> str:
+    return quote(path, safe="/:")
+
+
+def _sarif_rule(rule_id: str) -> dict[str, object]:
+    r = RULES[rule_id]
+    return {
+        "id": r.id,
+        "name": r.name,
+        "shortDescription": {"text": r.summary},
+        "help": {"text": r.fix},
+        "helpUri": f"{DOCS_URI}#{r.help_anchor}",
+        "defaultConfiguration": {"level": r.severity.value},
+        "properties": {"profiles": list(r.profiles)},
+    }
+
+
+def _sarif_result(f: Finding) -> dict[str, object]:
+    location: dict[str, object] = {}
+    artifact = f.path if f.variable and f.path else f.source
+    if artifact and artifact not in ("environment", "<stdin>"):
+        location["physicalLocation"] = {"artifactLocation": {"uri": _uri(artifact)}}
+    logical = f.obj or f.variable
+    if logical:
+        location["logicalLocations"] = [{
+            "fullyQualifiedName": f"{f.obj}:{f.field}" if f.obj and f.field else logical,
+            "kind": "resource" if f.obj else "variable",
+        }]
+    result: dict[str, object] = {
+        "ruleId": f.rule.id,
+        "ruleIndex": _RULE_IDS.index(f.rule.id),
+        "level": f.severity.value,
+        "message": {"text": f"{f.message}. Fix: {f.fix}"},
+        "locations": [location] if location else [],
+    }
+    if f.suppressed is not None:
+        result["suppressions"] = [
+            {"kind": f.suppression_kind or "external", "justification": f.suppressed}
+        ]
+    return result
+
+
+def _sarif(report: Report) -> str:
+    doc = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "agentos-secrets",
+                        "version": report.version,
+                        "informationUri": DOCS_URI,
+                        "rules": [_sarif_rule(i) for i in _RULE_IDS],
+                    }
+                },
+                "invocations": [
+                    {"executionSuccessful": True, "exitCode": report.exit_code}
+                ],
+                "results": [_sarif_result(f) for f in report.ordered()],
+            }
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+_FORMATS = {"text": _text, "json": _json, "sarif": _sarif}
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report in ``fmt``: ``text``, ``json`` or ``sarif``."""
+    return _FORMATS[fmt](report)

@@ -1,0 +1,165 @@
+"""Rules AS1xx: the environment and the secret files of one process.
+
+Every AgentOS secret is resolved by :class:`agentos_secrets.Loader` over the checked
+environment, exactly as the service would at start-up; the Loader's ``SecretError``
+subclasses map one-to-one onto rule IDs, so a bad file is reported by the same code that
+would refuse it in production. The Loader runs with ``on_conflict="error"`` because a
+check must name an ambiguity the service would only warn about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..errors import SecretError
+from ..loader import Loader
+from ..secret import Secret
+from . import quality
+from .findings import Finding, rule
+from .inputs import Environment
+
+__all__ = ["ERROR_RULES", "SECRET_NAMES", "check_environment", "finding_from_error"]
+
+#: The AgentOS secrets, in the order they are reported.
+SECRET_NAMES = ("AGENTOS_SERVICE_TOKEN", "AGENTOS_FED_SHARED_SECRET", "AGENTOS_SIGNING_KEY")
+#: Which secrets are random strings judged by length and entropy.
+_RANDOM_STRINGS = ("AGENTOS_SERVICE_TOKEN", "AGENTOS_FED_SHARED_SECRET")
+
+#: ``SecretError.code`` -> rule ID. A code missing here is a bug (see the tests).
+ERROR_RULES: dict[str, str] = {
+    "file-not-found": "AS101",
+    "bad-path": "AS101",
+    "file-not-regular": "AS102",
+    "file-permission": "AS103",
+    "file": "AS103",
+    "file-insecure": "AS104",
+    "file-too-large": "AS105",
+    "bad-value": "AS106",
+    "bad-encoding": "AS106",
+    "provider": "AS106",
+    "invalid-name": "AS106",
+    "secret-error": "AS106",
+    "conflict": "AS107",
+    "missing": "AS108",
+}
+
+
+def finding_from_error(exc: SecretError, source: str | None) -> Finding:
+    """The finding for a Loader error: its message names variable and path, not value."""
+    return Finding(
+        rule(ERROR_RULES.get(exc.code, "AS106")),
+        str(exc),
+        variable=exc.variable,
+        path=exc.path,
+        source=source,
+    )
+
+
+def _resolve(
+    loader: Loader, name: str, required: bool, source: str | None
+) -> tuple[Secret | None, Finding | None]:
+    try:
+        secret = loader.require(name) if required else loader.get(name)
+    except SecretError as exc:
+        return None, finding_from_error(exc, source)
+    return secret, None
+
+
+def _judge_value(name: str, secret: Secret, prod: bool, src: str | None) -> Iterator[Finding]:
+    text = secret.reveal()
+    where = dict(variable=name, source=src)
+    if prod:
+        reason = quality.placeholder(text)
+        if reason:
+            yield Finding(rule("AS110"), f"{name} {reason}", **where)
+            return
+        if name in _RANDOM_STRINGS:
+            reason = quality.too_short(text)
+            if reason:
+                yield Finding(rule("AS111"), f"{name} {reason}", **where)
+                return
+            reason = quality.low_entropy(text)
+            if reason:
+                yield Finding(rule("AS112"), f"{name} {reason}", **where)
+                return
+    if name == "AGENTOS_SIGNING_KEY":
+        reason = quality.signing_key_problem(secret.reveal_bytes())
+        if reason:
+            yield Finding(rule("AS115"), f"{name} {reason}", **where)
+
+
+def _prod_guards(env: Environment) -> Iterator[Finding]:
+    v = env.variables
+    src = env.source
+    if (v.get("AGENTOS_DEFAULT_TENANT") or "").strip():
+        yield Finding(rule("AS120"), "AGENTOS_DEFAULT_TENANT is set in prod",
+                      variable="AGENTOS_DEFAULT_TENANT", source=src)
+    if (v.get("AGENTOS_ALLOW_DEV_HEADERS") or "").strip() == "1":
+        yield Finding(rule("AS121"), "AGENTOS_ALLOW_DEV_HEADERS is 1 in prod",
+                      variable="AGENTOS_ALLOW_DEV_HEADERS", source=src)
+    if v.get("AGENTOS_METRICS_REQUIRE_AUTH") != "1":
+        state = "unset" if "AGENTOS_METRICS_REQUIRE_AUTH" not in v else "not exactly 1"
+        yield Finding(rule("AS122"), f"AGENTOS_METRICS_REQUIRE_AUTH is {state} in prod",
+                      variable="AGENTOS_METRICS_REQUIRE_AUTH", source=src)
+    federation = (v.get("AGENTOS_SERVICE") or "").strip().lower() == "federation"
+    peers = (v.get("AGENTOS_PEERS_FILE") or "").strip()
+    if federation or peers:
+        problem = _unreadable(peers) if peers else "is unset"
+        if problem:
+            yield Finding(rule("AS123"), f"AGENTOS_PEERS_FILE {problem}",
+                          variable="AGENTOS_PEERS_FILE", path=peers or None, source=src)
+
+
+def _unreadable(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except FileNotFoundError:
+        return "names a file that does not exist"
+    except IsADirectoryError:
+        return "names a directory"
+    except PermissionError:
+        return "names a file this process may not read"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    return None
+
+
+def check_environment(env: Environment) -> list[Finding]:
+    """All AS1xx findings for ``env`` (each secret resolved once through the Loader)."""
+    prod = env.profile == "prod"
+    src = env.source or "environment"
+    loader = Loader(env=dict(env.variables), on_conflict="error")
+    findings: list[Finding] = []
+    current: dict[str, Secret] = {}
+    for name in SECRET_NAMES:
+        secret, problem = _resolve(loader, name, prod, src)
+        if problem is not None:
+            findings.append(problem)
+            continue
+        if secret is None:
+            continue
+        current[name] = secret
+        if prod and secret.source == "env":
+            findings.append(Finding(
+                rule("AS109"), f"{name} comes from the environment, not from {name}_FILE",
+                variable=name, source=src))
+        findings.extend(_judge_value(name, secret, prod, src))
+        previous, problem = _resolve(loader, name + "_PREVIOUS", False, src)
+        if problem is not None:
+            findings.append(problem)
+        elif previous is not None and previous == secret:
+            findings.append(Finding(
+                rule("AS114"), f"{name}_PREVIOUS equals the current value of {name}",
+                variable=f"{name}_PREVIOUS", source=src))
+    names = list(current)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if current[first] == current[second]:
+                findings.append(Finding(
+                    rule("AS113"), f"{first} and {second} hold the same value",
+                    variable=f"{first},{second}", source=src))
+    if prod:
+        findings.extend(_prod_guards(env))
+    return findings
+

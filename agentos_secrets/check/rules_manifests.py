@@ -1,0 +1,267 @@
+"""Rules AS2xx: the rendered manifests, workload by workload.
+
+The questions are the ones that decide whether a rotation ever reaches the app: is the
+Secret mounted as files (not env, not subPath), does every ``*_FILE`` point into that
+mount at a key that exists, is the sidecar there with what its action needs. In prod the
+platform's own start-up guards are checked on each app container's resolved environment.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator, Mapping
+
+from . import quality
+from .findings import Finding, rule
+from .inputs import Manifests, normalize_profile
+from .k8s import (
+    SIDECAR_NAME,
+    WORKLOAD_KINDS,
+    Container,
+    Workload,
+    configmap,
+    container_env,
+    grants,
+    is_agentos_secret,
+    secret_keys,
+    secret_values,
+    sidecar_action,
+)
+from .rules_env import SECRET_NAMES
+
+__all__ = ["check_manifests"]
+
+#: ``NAME_FILE`` and ``NAME_PREVIOUS_FILE`` of every AgentOS secret.
+_FILE_VARS = {f"{n}_FILE": n for n in SECRET_NAMES} | {
+    f"{n}_PREVIOUS_FILE": n for n in SECRET_NAMES
+}
+
+
+class _Ctx:
+    """One workload being checked, and the helpers to report on it."""
+
+    def __init__(self, workload: Workload, manifests: Manifests, profile: str) -> None:
+        self.w = workload
+        self.m = manifests
+        self.profile = profile
+        self.ns = workload.obj.namespace
+
+    def finding(self, rule_id: str, message: str, field: str) -> Finding:
+        return Finding(rule(rule_id), message, obj=self.w.ref, field=field, source=self.m.source)
+
+
+def _mount_rules(c: _Ctx, container: Container) -> Iterator[Finding]:
+    for mount in container.mounts():
+        volume = str(mount.get("name") or "")
+        sv = c.w.secret_volumes.get(volume)
+        if sv is None:
+            continue
+        field = f"{container.field}.volumeMounts[{volume}]"
+        if mount.get("subPath") or mount.get("subPathExpr"):
+            yield c.finding("AS203", f"container {container.name} mounts Secret {sv.secret} "
+                            "with subPath: it will never see a rotation", field + ".subPath")
+        if mount.get("readOnly") is not True:
+            yield c.finding("AS204", f"container {container.name} mounts Secret {sv.secret} "
+                            "without readOnly: true", field + ".readOnly")
+
+
+def _env_secret_rules(c: _Ctx, container: Container) -> Iterator[Finding]:
+    for i, source in enumerate(container.body.get("envFrom") or []):
+        ref = (source or {}).get("secretRef") if isinstance(source, Mapping) else None
+        if isinstance(ref, Mapping):
+            yield c.finding("AS205", f"container {container.name} takes Secret "
+                            f"{ref.get('name')} as environment variables (envFrom)",
+                            f"{container.field}.envFrom[{i}].secretRef")
+    for var in container.body.get("env") or []:
+        if not isinstance(var, Mapping):
+            continue
+        ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+        if isinstance(ref, Mapping):
+            yield c.finding("AS205", f"container {container.name} takes {var.get('name')} "
+                            f"from Secret {ref.get('name')} key {ref.get('key')} as an "
+                            "environment variable",
+                            f"{container.field}.env[{var.get('name')}].valueFrom.secretKeyRef")
+
+
+def _file_var_rules(
+    c: _Ctx, container: Container, env: Mapping[str, str | None]
+) -> Iterator[Finding]:
+    for var, secret_name in _FILE_VARS.items():
+        path = env.get(var)
+        if not path:
+            continue
+        field = f"{container.field}.env[{var}]"
+        mount = c.w.mount_for(container, path)
+        sv = c.w.secret_volumes.get(str(mount.get("name"))) if mount else None
+        if mount is None or sv is None or not is_agentos_secret(sv.secret):
+            got = "no mounted volume" if mount is None else (
+                f"volume {mount.get('name')}, which is not Secret agentos-secrets")
+            yield c.finding("AS206", f"{var} points at {path}, inside {got}", field)
+            continue
+        if mount.get("subPath") or mount.get("subPathExpr"):
+            continue  # AS203 already says it; the key cannot be judged through a subPath
+        relative = posixpath.relpath(posixpath.normpath(path), str(mount.get("mountPath")))
+        if sv.items is not None:
+            key = sv.items.get(relative)
+            if key is None:
+                yield c.finding("AS207", f"{var} points at {relative} in volume {sv.name}, "
+                                "whose items do not project that path", field)
+                continue
+        else:
+            key = relative
+        keys = secret_keys(c.m, sv.secret, c.ns)
+        if "/" in key or (keys is not None and key not in keys):
+            yield c.finding("AS207", f"{var} points at key {key} (for {secret_name}), which "
+                            f"Secret {sv.secret} does not have", field)
+
+
+def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
+    uses_secret = bool(c.w.agentos_volumes())
+    if not sidecars:
+        if uses_secret:
+            yield c.finding("AS201", "the pod mounts Secret agentos-secrets but has no "
+                            f"{SIDECAR_NAME} container", "spec.template.spec.containers")
+        return
+    for sidecar in sidecars:
+        if sidecar.init and sidecar.body.get("restartPolicy") != "Always":
+            yield c.finding("AS202", f"{SIDECAR_NAME} is an init container without "
+                            "restartPolicy: Always", sidecar.field + ".restartPolicy")
+        mounted = {str(m.get("name")) for m in sidecar.mounts()}
+        if not mounted & c.w.agentos_volumes():
+            yield c.finding("AS208", f"{SIDECAR_NAME} does not mount a volume of Secret "
+                            "agentos-secrets", sidecar.field + ".volumeMounts")
+        env = container_env(sidecar, c.m, c.ns)
+        action = sidecar_action(sidecar, env)
+        if action in ("signal", "restart") and c.w.pod.get("shareProcessNamespace") is not True:
+            yield c.finding("AS210", f"the sidecar's {action} action cannot see the app's "
+                            "process without shareProcessNamespace: true",
+                            "spec.template.spec.shareProcessNamespace")
+        if action == "rollout":
+            problem = _rollout_problem(c)
+            if problem:
+                yield c.finding("AS209", problem, "spec.template.spec.serviceAccountName")
+
+
+def _rollout_problem(c: _Ctx) -> str | None:
+    pod = c.w.pod
+    sa = str(pod.get("serviceAccountName") or pod.get("serviceAccount") or "default")
+    if pod.get("automountServiceAccountToken") is False:
+        return "automountServiceAccountToken is false: the sidecar has no API token"
+    if c.w.obj.kind != "Deployment":
+        return f"the rollout action patches Deployments; this is a {c.w.obj.kind}"
+    if sa != "default" and not any(
+        o.name == sa and o.namespace == c.ns for o in c.m.of_kind("ServiceAccount")
+    ):
+        return f"ServiceAccount {sa} is not in the manifests: pods cannot be created"
+    if not grants(c.m, sa, c.ns, group="apps", resource="deployments",
+                  verbs={"get", "patch"}, name=c.w.obj.name):
+        return (f"no RoleBinding gives ServiceAccount {sa} get and patch on deployment "
+                f"{c.w.obj.name}")
+    return None
+
+
+def _prod_rules(c: _Ctx, container: Container, env: Mapping[str, str | None]) -> Iterator[Finding]:
+    field = f"{container.field}.env"
+    own = env.get("AGENTOS_PROFILE")
+    container_profile = normalize_profile(own)
+    if c.profile == "prod" and container_profile != "prod":
+        shown = "unset (dev)" if own is None else "not prod"
+        yield c.finding("AS225", f"container {container.name}: AGENTOS_PROFILE is {shown}",
+                        f"{field}[AGENTOS_PROFILE]")
+    if "prod" not in (c.profile, container_profile):
+        return
+    if (env.get("AGENTOS_DEFAULT_TENANT") or "").strip():
+        yield c.finding("AS220", f"container {container.name} sets AGENTOS_DEFAULT_TENANT",
+                        f"{field}[AGENTOS_DEFAULT_TENANT]")
+    if (env.get("AGENTOS_ALLOW_DEV_HEADERS") or "").strip() == "1":
+        yield c.finding("AS221", f"container {container.name} sets AGENTOS_ALLOW_DEV_HEADERS=1",
+                        f"{field}[AGENTOS_ALLOW_DEV_HEADERS]")
+    if "AGENTOS_METRICS_REQUIRE_AUTH" not in env or (
+        env["AGENTOS_METRICS_REQUIRE_AUTH"] is not None
+        and env["AGENTOS_METRICS_REQUIRE_AUTH"] != "1"
+    ):
+        yield c.finding("AS222", f"container {container.name}: AGENTOS_METRICS_REQUIRE_AUTH "
+                        "is not exactly 1", f"{field}[AGENTOS_METRICS_REQUIRE_AUTH]")
+    federation = (env.get("AGENTOS_SERVICE") or "").strip().lower() == "federation"
+    if federation:
+        problem = _peers_problem(c, container, env)
+        if problem:
+            yield c.finding("AS223", f"container {container.name}: AGENTOS_PEERS_FILE {problem}",
+                            f"{field}[AGENTOS_PEERS_FILE]")
+
+
+def _peers_problem(
+    c: _Ctx, container: Container, env: Mapping[str, str | None]
+) -> str | None:
+    path = env.get("AGENTOS_PEERS_FILE")
+    if path is None and "AGENTOS_PEERS_FILE" in env:
+        return None  # set from a source this check cannot see (a Secret, downward API)
+    if not path:
+        return "is unset"
+    mount = c.w.mount_for(container, path)
+    if mount is None:
+        return f"({path}) is not inside any mounted volume"
+    volume = c.w.volumes.get(str(mount.get("name")), {})
+    ref = volume.get("configMap")
+    if isinstance(ref, Mapping) and not (mount.get("subPath") or mount.get("subPathExpr")):
+        data = configmap(c.m, str(ref.get("name")), c.ns)
+        relative = posixpath.relpath(posixpath.normpath(path), str(mount.get("mountPath")))
+        items = {str(i.get("path")): str(i.get("key")) for i in ref.get("items") or []}
+        key = items.get(relative, None if items else relative)
+        if data is not None and (key is None or key not in data):
+            return f"({path}) names a file ConfigMap {ref.get('name')} does not provide"
+    return None
+
+
+def _image_rule(c: _Ctx, container: Container) -> Iterator[Finding]:
+    image = str(container.body.get("image") or "")
+    if "@sha256:" in image:
+        return
+    last = image.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    if tag in ("", "latest"):
+        yield c.finding("AS224", f"container {container.name} uses image {image or '(none)'} "
+                        "without a pinned tag", f"{container.field}.image")
+
+
+def _workload_findings(c: _Ctx) -> Iterator[Finding]:
+    containers = list(c.w.containers())
+    sidecars = [x for x in containers if x.name == SIDECAR_NAME]
+    for container in containers:
+        yield from _mount_rules(c, container)
+        yield from _env_secret_rules(c, container)
+        if c.profile == "prod":
+            yield from _image_rule(c, container)
+        if container.name == SIDECAR_NAME:
+            continue
+        env = container_env(container, c.m, c.ns)
+        yield from _file_var_rules(c, container, env)
+        if not container.init and any(k.startswith("AGENTOS_") for k in env):
+            yield from _prod_rules(c, container, env)
+    yield from _sidecar_rules(c, sidecars)
+
+
+def _secret_object_findings(manifests: Manifests, profile: str) -> Iterator[Finding]:
+    for obj in manifests.of_kind("Secret"):
+        if not is_agentos_secret(obj.name):
+            continue
+        if obj.body.get("immutable") is True:
+            yield Finding(rule("AS211"), f"Secret {obj.name} is immutable", obj=obj.ref,
+                          field="immutable", source=manifests.source)
+        if profile != "prod":
+            continue
+        for key, value in secret_values(obj).items():
+            if value is None:
+                continue
+            reason = quality.placeholder(value.decode("utf-8", "replace"))
+            if reason:
+                yield Finding(rule("AS226"), f"key {key} of Secret {obj.name} {reason}",
+                              obj=obj.ref, field=f"data[{key}]", source=manifests.source)
+
+
+def check_manifests(manifests: Manifests, profile: str) -> list[Finding]:
+    """All AS2xx findings for the objects of ``manifests`` checked as ``profile``."""
+    findings: list[Finding] = list(_secret_object_findings(manifests, profile))
+    for obj in manifests.of_kind(*WORKLOAD_KINDS):
+        findings.extend(_workload_findings(_Ctx(Workload(obj), manifests, profile)))
+    return findings

@@ -1,0 +1,59 @@
+"""Rules AS3xx: comparing this node with another without either revealing the secret.
+
+``agentos-secrets fingerprint NAME`` prints the Loader's safe fingerprint on one node;
+``check --expect-fingerprint NAME=FP`` on the other resolves NAME through the same Loader
+and compares. Fingerprints are slow to invert (PBKDF2), so passing one around a CI log
+does not hand out the secret.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+from ..errors import SecretError
+from ..loader import Loader
+from ..sources import normalize_name
+from .findings import Finding, rule
+from .inputs import Environment, InputError
+
+__all__ = ["check_fingerprints", "parse_expectation"]
+
+_FP = re.compile(r"fp1:[0-9a-f]{16}\Z")
+
+
+def parse_expectation(text: str) -> tuple[str, str]:
+    """``NAME=fp1:...`` -> (NAME, fingerprint); a malformed one is a bad argument."""
+    name, sep, fingerprint = text.partition("=")
+    fingerprint = fingerprint.strip().lower()
+    try:
+        name = normalize_name(name)
+    except SecretError as exc:
+        raise InputError(f"--expect-fingerprint: {exc}") from None
+    if not sep or not _FP.match(fingerprint):
+        raise InputError(
+            f"--expect-fingerprint {name}: expected NAME=fp1:<16 hex digits>, as printed "
+            "by 'agentos-secrets fingerprint NAME'"
+        )
+    return name, fingerprint
+
+
+def check_fingerprints(env: Environment, expected: dict[str, str]) -> list[Finding]:
+    """AS301/AS302 for each expected fingerprint."""
+    loader = Loader(env=dict(env.variables))
+    src = env.source or "environment"
+    findings: list[Finding] = []
+    for name, fingerprint in expected.items():
+        try:
+            secret = loader.require(name)
+        except SecretError as exc:
+            findings.append(Finding(rule("AS302"), f"cannot compare {name}: {exc}",
+                                    variable=name, path=exc.path, source=src))
+            continue
+        actual = secret.fingerprint()
+        if not hmac.compare_digest(actual, fingerprint):
+            findings.append(Finding(
+                rule("AS301"),
+                f"{name} has fingerprint {actual} here, {fingerprint} was expected",
+                variable=name, source=src))
+    return findings
