@@ -211,6 +211,7 @@ class _State:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "fake-kube-apiserver"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes
     state: _State
 
     def log_message(self, format: str, *args: Any) -> None:
