@@ -5,6 +5,19 @@ file: on a kubelet volume every rotation changes the key's inode and mtime, so `
 re-reads exactly when the file changed. A re-read that fails keeps the last good value,
 logs one warning and records the error for ``explain()`` and health checks.
 
+A file written less than ``RACY_SECONDS`` before it was read is "racy" (as git calls
+it): a second write within the same timestamp tick would leave size and mtime unchanged,
+so such an entry is re-read and compared by content until it has aged. Kubelet rotations
+create new inodes and are never affected; in-place writers are.
+
+The hot path (a cache hit) is one ``os.stat`` plus a few dictionary lookups: it re-checks
+only the environment variables and earlier directories that decided where the value
+comes from (see ``_FastPath``), so ``get()`` costs at most about two ``os.stat`` calls.
+
+Beyond ``get``: ``snapshot`` reads several keys from one kubelet generation
+(``snapshot.py``), ``verify`` accepts the current value and, for a grace window, the
+previous one (``grace.py``), ``watch`` calls back on real changes (``changes.py``).
+
 Threading: a Loader may be shared by any number of threads. ``get``/``require`` take no
 lock on a cache hit; misses are serialised per Loader.
 """
@@ -12,14 +25,24 @@ lock on a cache hit; misses are serialised per Loader.
 from __future__ import annotations
 
 import os
+import time
 from _thread import RLock  # what threading.RLock is, without importing threading
 
 from ._log import logger
-from .errors import ConflictError, MissingSecretError, ProviderError, SecretError
+from .errors import (
+    ConflictError,
+    MissingSecretError,
+    ProviderError,
+    SecretError,
+    SecretFileNotFoundError,
+)
 from .explanation import Explanation
 from .files import DEFAULT_MAX_BYTES, FileIdentity, decode_secret, read_secret_file
+from .grace import GraceWindow, as_bytes, match
 from .secret import Secret
+from .snapshot import read_generation, volume_of
 from .sources import (
+    CREDENTIALS_DIRECTORY_VAR,
     ConflictPolicy,
     Located,
     Origin,
@@ -34,18 +57,59 @@ from .sources import (
 # stay within 20 ms of a bare interpreter (see benchmarks/bench_import.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from typing import overload
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Any, overload
+
+    from .changes import ChangeCallback, SecretWatch
+    from .grace import Match
 
 __all__ = ["Explanation", "Loader"]
 
 _CONFLICT_POLICIES = ("warn", "error", "prefer-file")
 
+#: A file modified less than this before it was read may change again without a new
+#: size or mtime (coarse timestamps): it is re-read until it is older than this.
+RACY_SECONDS = 2.0
+_RACY_NS = int(RACY_SECONDS * 1e9)
+
+#: How many times ``snapshot`` locates and reads again when a key vanished mid-rotation.
+_SNAPSHOT_ATTEMPTS = 20
+
+
+def _is_racy(identity: FileIdentity) -> bool:
+    return abs(time.time_ns() - identity[2]) < _RACY_NS
+
+
+class _FastPath:
+    """What ``get()`` must re-check before trusting the cache for one name.
+
+    ``env``: (variable, raw value) pairs read *before* locating, so any change to them
+    since sends the call down the slow path; ``absent``: paths in earlier secret
+    directories that must still not exist; ``entry``: the cache entry of the file
+    (None for an env-backed value, held in ``secret``).
+    """
+
+    __slots__ = ("absent", "entry", "env", "path", "secret")
+
+    def __init__(
+        self,
+        env: tuple[tuple[Any, Any], ...],
+        absent: tuple[str, ...],
+        path: str | None,
+        entry: _CacheEntry | None,
+        secret: Secret,
+    ) -> None:
+        self.env = env
+        self.absent = absent
+        self.path = path
+        self.entry = entry
+        self.secret = secret
+
 
 class _CacheEntry:
     """The last good read of one file, and the last error seen re-reading it."""
 
-    __slots__ = ("error", "error_identity", "identity", "origin", "secret")
+    __slots__ = ("error", "error_identity", "identity", "origin", "racy", "secret")
 
     def __init__(
         self,
@@ -60,6 +124,7 @@ class _CacheEntry:
         self.secret = secret
         self.error = error
         self.error_identity = error_identity
+        self.racy = _is_racy(identity)
 
 
 class Loader:
@@ -76,6 +141,9 @@ class Loader:
         file content byte-exact (PEM, binary-safe UTF-8).
     :param max_bytes: the largest secret file accepted.
     :param check_permissions: refuse files writable by group or others.
+    :param grace: seconds during which ``verify`` still accepts a value that a rotation
+        seen by this Loader replaced (default 600, ten minutes; 0 turns it off).
+    :param clock: a monotonic clock in seconds for the grace window (tests inject one).
     """
 
     def __init__(
@@ -89,6 +157,8 @@ class Loader:
         max_bytes: int = DEFAULT_MAX_BYTES,
         check_permissions: bool = True,
         use_credentials_directory: bool = True,
+        grace: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if on_conflict not in _CONFLICT_POLICIES:
             raise ValueError(
@@ -109,6 +179,20 @@ class Loader:
         self._cache: dict[str, _CacheEntry] = {}
         self._lock = RLock()
         self._warned_conflicts: set[str] = set()
+        self._fast: dict[str, _FastPath] = {}
+        self._marks_of: Mapping[Any, Any] = self._env
+        self._encode_marks = False
+        data = getattr(self._env, "_data", None)
+        if self._env is os.environ and os.name == "posix" and isinstance(data, dict):
+            # os.environ.get(KEY) encodes the key and, for an unset variable (the usual
+            # case: NAME unset, NAME_FILE set), raises and catches KeyError inside: about
+            # 0.5 us each, as much as the os.stat the hot path exists to be close to.
+            # Its backing dict of encoded bytes (kept in step by os.environ itself) gives
+            # the same answer from one dict lookup. Only for the hot path's equality marks.
+            self._marks_of = data
+            self._encode_marks = True
+        self._seen: dict[str, None] = {}
+        self._grace = GraceWindow(grace, clock)
 
     # -- public API ---------------------------------------------------------------------
     @property
@@ -131,11 +215,16 @@ class Loader:
         Errors in the source that answers (an unreadable ``NAME_FILE``, a conflict under
         ``on_conflict="error"``) raise; they never fall through to a later source.
         """
-        secret = self._resolve(normalize_name(name))
+        secret = self._cached(name)
+        if secret is None:
+            secret = self._resolve(normalize_name(name))
         return default if secret is None else secret
 
     def require(self, name: str) -> Secret:
         """The current value of ``name``; ``MissingSecretError`` when no source has it."""
+        secret = self._cached(name)
+        if secret is not None:
+            return secret
         key = normalize_name(name)
         secret = self._resolve(key)
         if secret is None:
@@ -178,6 +267,12 @@ class Loader:
             if entry is not None and entry.error is not None:
                 error = str(entry.error)
                 notes.append("the last re-read failed; the last good value is kept")
+        kept = self._grace.count(key)
+        if kept:
+            notes.append(
+                f"verify() also accepts {kept} value(s) replaced by a rotation in the last"
+                f" {self._grace.grace:g} s"
+            )
         return Explanation(
             name=key,
             found=True,
@@ -196,7 +291,196 @@ class Loader:
         """Re-read errors currently masked by a kept last good value, by path."""
         return {p: str(e.error) for p, e in list(self._cache.items()) if e.error is not None}
 
+    def snapshot(self, names: Iterable[str], *, required: bool = True) -> dict[str, Secret]:
+        """The values of ``names`` as one consistent set: ``{name: Secret}``.
+
+        Keys of a kubelet Secret volume (found in a secret directory, or named by a
+        ``NAME_FILE`` path inside one) are read from the one generation ``..data`` points
+        at, and read again if it changed meanwhile: a username and a password rotated
+        together are never seen half old, half new. Other names resolve as ``get()``
+        does. A missing name raises ``MissingSecretError`` (listing every missing name)
+        unless ``required=False``, which leaves it out of the result. A broken key in the
+        current generation raises its error: the snapshot does not mix in a kept value.
+        """
+        keys = list(dict.fromkeys(normalize_name(n) for n in names))
+        for attempt in range(_SNAPSHOT_ATTEMPTS):
+            try:
+                result = self._snapshot_once(keys)
+            except SecretFileNotFoundError:
+                # A key vanished from the new generation; the kubelet removes its symlink
+                # right after the swap, so locate again once it had time to.
+                if attempt == _SNAPSHOT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.001 * (attempt + 1))
+                continue
+            break
+        missing = [k for k in keys if k not in result]
+        if missing and required:
+            listed = ", ".join(missing)
+            raise MissingSecretError(
+                f"secret(s) {listed} required but missing", variable=missing[0]
+            )
+        return result
+
+    def verify(self, name: str, presented: str | bytes | Secret) -> Match | None:
+        """Which accepted value of ``name`` equals ``presented``: ``"current"``,
+        ``"previous"`` or None.
+
+        Accepted: the current value (resolved as ``get()`` does, so this call itself
+        notices a rotation); every value a rotation seen by this Loader replaced, for
+        ``grace`` seconds after it; and an explicit ``NAME_PREVIOUS`` (with the same
+        rules: ``NAME_PREVIOUS_FILE``, secret directories, provider). Every accepted
+        value is compared, in constant time, whatever matched first. ``presented`` may
+        be ``str`` (UTF-8), ``bytes`` or a ``Secret``; it is compared byte-exact (not
+        trimmed). Raises ``MissingSecretError`` when ``name`` has no accepted value at
+        all (a misconfiguration, not a rejected caller).
+        """
+        key = normalize_name(name)
+        data = as_bytes(presented)
+        candidates: list[tuple[Match, Secret]] = []
+        current = self.get(key)
+        if current is not None:
+            candidates.append(("current", current))
+        candidates.extend(("previous", old) for old in self._grace.previous(key))
+        explicit = self.get(key + "_PREVIOUS")
+        if explicit is not None:
+            candidates.append(("previous", explicit))
+        if not candidates:
+            raise MissingSecretError(
+                f"secret {key} has no accepted value to verify against"
+                f" (neither {key} nor {key}_PREVIOUS is set)",
+                variable=key,
+            )
+        return match(data, candidates)
+
+    def watch(
+        self,
+        callback: ChangeCallback,
+        names: Iterable[str] | None = None,
+        *,
+        debounce: float = 0.1,
+        max_wait: float = 2.0,
+        resync: float = 60.0,
+    ) -> SecretWatch:
+        """Call ``callback(name, old_fingerprint, new_fingerprint)`` on each real change.
+
+        ``names`` defaults to every name this Loader has resolved so far. Directories
+        are watched non-recursively (watchdog/inotify); events are only hints, confirmed
+        by re-reading the value; changes within ``debounce`` seconds (at most
+        ``max_wait``) are coalesced; every ``resync`` seconds a re-check runs anyway.
+        Callbacks run one at a time on the thread ``agentos-secrets-watch``. Returns a
+        started :class:`~agentos_secrets.changes.SecretWatch`: call ``stop()`` or use it
+        in a ``with`` block. See ``changes.py`` for the threading guarantees.
+        """
+        from .changes import SecretWatch  # watchdog and threading load only here
+
+        chosen = list(self._seen) if names is None else [normalize_name(n) for n in names]
+        handle = SecretWatch(
+            self, callback, chosen, debounce=debounce, max_wait=max_wait, resync=resync
+        )
+        return handle.start()
+
     # -- resolution ---------------------------------------------------------------------
+    def _cached(self, name: str) -> Secret | None:
+        """The hot path: the cached value if nothing that decides it changed, else None.
+
+        One ``os.stat`` (following links) for a file-backed value, plus a dictionary
+        lookup per deciding environment variable; None sends the caller down the full
+        resolution, which also rebuilds this fast path.
+        """
+        fast = self._fast.get(name)
+        if fast is None:
+            return None
+        lookup = self._marks_of
+        for variable, raw in fast.env:
+            if lookup.get(variable) != raw:
+                return None
+        for path in fast.absent:
+            if os.path.lexists(path):
+                return None
+        entry = fast.entry
+        if entry is None:
+            return fast.secret
+        if entry.racy or entry.error is not None or self._cache.get(fast.path) is not entry:
+            return None
+        try:
+            st = os.stat(fast.path)  # type: ignore[arg-type]
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size) != entry.identity:
+            return None
+        return entry.secret
+
+    def _env_marks(self, name: str) -> tuple[tuple[Any, Any], ...]:
+        """(key, raw value) of each variable that decides where ``name`` comes from."""
+        variables = [name, name + "_FILE"]
+        if self._use_credentials_directory:
+            variables.append(CREDENTIALS_DIRECTORY_VAR)
+        lookup = self._marks_of
+        keys = [os.fsencode(v) for v in variables] if self._encode_marks else variables
+        return tuple((k, lookup.get(k)) for k in keys)
+
+    def _remember(
+        self,
+        name: str,
+        marks: tuple[tuple[Any, Any], ...],
+        origin: Origin,
+        secret: Secret,
+    ) -> None:
+        """Build the fast path for ``name`` after a full resolution."""
+        self._seen[name] = None
+        env = marks[:2]
+        absent: tuple[str, ...] = ()
+        entry: _CacheEntry | None = None
+        if origin.kind == "directory":
+            dirs = self.secret_dirs
+            index = dirs.index(origin.directory) if origin.directory in dirs else 0
+            absent = tuple(os.path.join(d, name) for d in dirs[:index])
+            if index >= len(self._secret_dirs):  # found in $CREDENTIALS_DIRECTORY
+                env = marks
+        if origin.kind != "env":
+            entry = self._cache.get(origin.path or "")
+            if entry is None or entry.secret is not secret or entry.error is not None:
+                self._fast.pop(name, None)
+                return
+        self._fast[name] = _FastPath(env, absent, origin.path, entry, secret)
+
+    def _path_of(self, name: str) -> str | None:
+        """The file that ``name`` resolves to now, or None (env, provider, missing)."""
+        origin = self._locate(normalize_name(name)).chosen
+        return origin.path if origin is not None else None
+
+    def _read_raw(self, path: str, variable: str | None) -> bytes:
+        return read_secret_file(
+            path,
+            variable=variable,
+            max_bytes=self.max_bytes,
+            strip=self.strip,
+            check_permissions=self.check_permissions,
+        )[0]
+
+    def _snapshot_once(self, keys: list[str]) -> dict[str, Secret]:
+        result: dict[str, Secret] = {}
+        volumes: dict[str, list[tuple[str, str, Origin]]] = {}
+        for key in keys:
+            located = self._locate(key)
+            origin = located.chosen
+            volume = volume_of(origin.path) if origin is not None and origin.path else None
+            if volume is None or origin is None:
+                secret = self._resolve(key, located=located)
+                if secret is not None:
+                    result[key] = secret
+                continue
+            if located.conflict:
+                self._conflict(key, quiet=False)
+            volumes.setdefault(volume[0], []).append((key, volume[1], origin))
+        for directory, members in volumes.items():
+            wanted = list({k: o.variable for _, k, o in members}.items())
+            values = read_generation(directory, wanted, self._read_raw)
+            for name, k, origin in members:
+                result[name] = Secret(values[k], name=name, source=origin.kind)
+        return result
+
     def _locate(self, name: str, *, exhaustive: bool = False) -> Located:
         return locate(
             name,
@@ -210,13 +494,21 @@ class Loader:
     def _resolve(
         self, name: str, *, located: Located | None = None, quiet: bool = False
     ) -> Secret | None:
+        marks = None
         if located is None:
+            marks = self._env_marks(name)  # before locating: a later change is noticed
             located = self._locate(name)
         if located.conflict:
             self._conflict(name, quiet)
         origin = located.chosen
         if origin is None:
             return None
+        secret = self._resolve_origin(name, origin)
+        if marks is not None and secret is not None and origin.kind != "provider":
+            self._remember(name, marks, origin, secret)
+        return secret
+
+    def _resolve_origin(self, name: str, origin: Origin) -> Secret | None:
         if origin.kind == "env":
             raw = env_text(self._env, name) or ""
             # surrogateescape: undecodable bytes in os.environ become a SecretEncodingError
@@ -277,13 +569,15 @@ class Loader:
         path = origin.path
         assert path is not None
         entry = self._cache.get(path)
-        if entry is not None:
+        if entry is not None and entry.origin == origin:
             try:
                 identity: FileIdentity | None = FileIdentity.of(os.stat(path))
             except OSError:
                 identity = None
-            if identity == entry.identity:
+            if identity == entry.identity and not entry.racy:
                 return entry.secret
+            if entry.error is not None and identity == entry.error_identity:
+                return entry.secret  # this version already failed: no re-read per call
         with self._lock:
             return self._reread(name, origin, path)
 
@@ -318,7 +612,10 @@ class Loader:
             return entry.secret
         if entry is not None and entry.identity == identity and entry.origin == origin:
             entry.error = None
-            return entry.secret
+            entry.racy = _is_racy(identity)
+            if entry.secret == data:
+                return entry.secret
+            # Same size and mtime, new content: a racy in-place rewrite caught.
         secret = Secret(data, name=name, source=origin.kind)
         if entry is not None and entry.origin == origin and entry.secret != secret:
             logger.info("secret %s changed (%s)", name, path)
@@ -329,4 +626,5 @@ class Loader:
         return secret
 
     def _replaced(self, name: str, old: Secret) -> None:
-        """Called when a rotation replaced ``old`` (hook for the grace window)."""
+        """Called when a rotation replaced ``old``: ``verify`` accepts it for a while."""
+        self._grace.record(name, old)
