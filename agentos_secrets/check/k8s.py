@@ -31,6 +31,7 @@ __all__ = [
     "secret_keys",
     "secret_values",
     "sidecar_action",
+    "sidecar_flag",
 ]
 
 AGENTOS_SECRET = "agentos-secrets"  # noqa: S105 - the Secret object's name, not a value
@@ -52,13 +53,22 @@ def _seq(value: Any) -> Sequence[Any]:
     return value if isinstance(value, list) else []
 
 
+CSI_DRIVER = "secrets-store.csi.k8s.io"
+
+
 @dataclass(frozen=True)
 class SecretVolume:
-    """A pod volume fed by a Secret; ``items`` maps file path -> key when restricted."""
+    """A pod volume fed by a Secret (or a Secrets Store CSI SecretProviderClass).
+
+    ``items`` maps file path -> key when the volume projects only some keys. The CSI
+    driver rewrites its files on rotation like the kubelet does, so it counts as a
+    rotating Secret volume; ``kind`` tells where its keys are declared.
+    """
 
     name: str
     secret: str
     items: Mapping[str, str] | None
+    kind: str = "Secret"
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,10 @@ def _secret_volume(volume: Mapping[str, Any]) -> SecretVolume | None:
         projected = _map(_map(source).get("secret"))
         if projected:
             return SecretVolume(name, str(projected.get("name") or ""), _items(projected))
+    csi = _map(volume.get("csi"))
+    if csi.get("driver") == CSI_DRIVER:
+        spc = str(_map(csi.get("volumeAttributes")).get("secretProviderClass") or "")
+        return SecretVolume(name, spc, None, "SecretProviderClass")
     return None
 
 
@@ -156,10 +170,33 @@ def secret_values(obj: K8sObject) -> dict[str, bytes | None]:
     return values
 
 
-def secret_keys(manifests: Manifests, name: str, namespace: str | None) -> set[str] | None:
-    """The keys of Secret ``name`` when the stream holds it; None when it is external."""
-    for obj in manifests.of_kind("Secret"):
-        if obj.name == name and obj.namespace == namespace:
+def _provider_objects(obj: K8sObject) -> set[str] | None:
+    """The file names a SecretProviderClass writes: each object's alias or name."""
+    import yaml
+
+    raw = _map(_map(obj.body.get("spec")).get("parameters")).get("objects")
+    try:
+        parsed = yaml.safe_load(str(raw)) if raw else None
+    except yaml.YAMLError:
+        return None
+    if isinstance(parsed, Mapping) and "array" in parsed:  # the Azure provider's wrapping
+        parsed = [yaml.safe_load(str(x)) for x in _seq(parsed["array"])]
+    names = {
+        str(_map(o).get("objectAlias") or _map(o).get("objectName"))
+        for o in _seq(parsed)
+        if _map(o).get("objectAlias") or _map(o).get("objectName")
+    }
+    return names or None
+
+
+def secret_keys(
+    manifests: Manifests, volume: SecretVolume, namespace: str | None
+) -> set[str] | None:
+    """The keys of the volume's Secret when the stream declares them; None when external."""
+    for obj in manifests.of_kind(volume.kind):
+        if obj.name == volume.secret and obj.namespace == namespace:
+            if volume.kind == "SecretProviderClass":
+                return _provider_objects(obj)
             return set(_map(obj.body.get("data"))) | set(_map(obj.body.get("stringData")))
     return None
 
@@ -199,15 +236,24 @@ def container_env(
     return env
 
 
-def sidecar_action(container: Container, env: Mapping[str, str | None]) -> str:
-    """The sidecar's ``--action``: the command line wins over AGENTOS_SIDECAR_ACTION."""
+def sidecar_flag(container: Container, env: Mapping[str, str | None], flag: str) -> str | None:
+    """A sidecar flag's value as the sidecar resolves it (docs/contracts.md).
+
+    ``--flag VALUE`` or ``--flag=VALUE`` on the command line wins over the environment
+    variable ``AGENTOS_SIDECAR_FLAG``; None when neither is set (or not knowable here).
+    """
     args = container.args()
     for i, arg in enumerate(args):
-        if arg == "--action" and i + 1 < len(args):
-            return args[i + 1].strip().lower()
-        if arg.startswith("--action="):
-            return arg.split("=", 1)[1].strip().lower()
-    return (env.get("AGENTOS_SIDECAR_ACTION") or "http").strip().lower()
+        if arg == f"--{flag}" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(f"--{flag}="):
+            return arg.split("=", 1)[1]
+    return env.get("AGENTOS_SIDECAR_" + flag.upper().replace("-", "_"))
+
+
+def sidecar_action(container: Container, env: Mapping[str, str | None]) -> str:
+    """The sidecar's ``--action`` (default ``http``), lower-cased."""
+    return (sidecar_flag(container, env, "action") or "http").strip().lower()
 
 
 def _rule_grants(rule: Mapping[str, Any], group: str, resource: str, verbs: set[str],

@@ -26,6 +26,7 @@ from .k8s import (
     secret_keys,
     secret_values,
     sidecar_action,
+    sidecar_flag,
 )
 from .rules_env import SECRET_NAMES
 
@@ -109,10 +110,10 @@ def _file_var_rules(
                 continue
         else:
             key = relative
-        keys = secret_keys(c.m, sv.secret, c.ns)
+        keys = secret_keys(c.m, sv, c.ns)
         if "/" in key or (keys is not None and key not in keys):
             yield c.finding("AS207", f"{var} points at key {key} (for {secret_name}), which "
-                            f"Secret {sv.secret} does not have", field)
+                            f"{sv.kind} {sv.secret} does not have", field)
 
 
 def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
@@ -137,16 +138,46 @@ def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
                             "process without shareProcessNamespace: true",
                             "spec.template.spec.shareProcessNamespace")
         if action == "rollout":
-            problem = _rollout_problem(c)
+            problem = _rollout_problem(c, sidecar)
             if problem:
                 yield c.finding("AS209", problem, "spec.template.spec.serviceAccountName")
 
 
-def _rollout_problem(c: _Ctx) -> str | None:
+_DEFAULT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
+
+
+def _token_problem(c: _Ctx, sidecar: Container, sa: str) -> str | None:
+    """Why the sidecar has no API token, or None.
+
+    The token is there when automounting is on (the pod's field wins over the
+    ServiceAccount's), or when the sidecar mounts a projected serviceAccountToken at the
+    path it reads (``--token-file``, default the standard automount path) - the safer
+    form, since the app container then never holds the token.
+    """
+    env = container_env(sidecar, c.m, c.ns)
+    token_file = sidecar_flag(sidecar, env, "token-file") or _DEFAULT_TOKEN
+    for mount in sidecar.mounts():
+        volume = c.w.volumes.get(str(mount.get("name")), {})
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            token = source.get("serviceAccountToken") if isinstance(source, Mapping) else None
+            if isinstance(token, Mapping):
+                path = posixpath.join(str(mount.get("mountPath")), str(token.get("path")))
+                if posixpath.normpath(path) == posixpath.normpath(token_file):
+                    return None
+    automount = c.w.pod.get("automountServiceAccountToken")
+    if automount is None:
+        for obj in c.m.of_kind("ServiceAccount"):
+            if obj.name == sa and obj.namespace == c.ns:
+                automount = obj.body.get("automountServiceAccountToken")
+    if automount is False:
+        return (f"no API token reaches the sidecar: automounting is off and no projected "
+                f"serviceAccountToken is mounted at {token_file}")
+    return None
+
+
+def _rollout_problem(c: _Ctx, sidecar: Container) -> str | None:
     pod = c.w.pod
     sa = str(pod.get("serviceAccountName") or pod.get("serviceAccount") or "default")
-    if pod.get("automountServiceAccountToken") is False:
-        return "automountServiceAccountToken is false: the sidecar has no API token"
     if c.w.obj.kind != "Deployment":
         return f"the rollout action patches Deployments; this is a {c.w.obj.kind}"
     if sa != "default" and not any(
@@ -157,7 +188,7 @@ def _rollout_problem(c: _Ctx) -> str | None:
                   verbs={"get", "patch"}, name=c.w.obj.name):
         return (f"no RoleBinding gives ServiceAccount {sa} get and patch on deployment "
                 f"{c.w.obj.name}")
-    return None
+    return _token_problem(c, sidecar, sa)
 
 
 def _prod_rules(c: _Ctx, container: Container, env: Mapping[str, str | None]) -> Iterator[Finding]:
@@ -232,11 +263,11 @@ def _workload_findings(c: _Ctx) -> Iterator[Finding]:
         yield from _env_secret_rules(c, container)
         if c.profile == "prod":
             yield from _image_rule(c, container)
-        if container.name == SIDECAR_NAME:
-            continue
         env = container_env(container, c.m, c.ns)
         yield from _file_var_rules(c, container, env)
-        if not container.init and any(k.startswith("AGENTOS_") for k in env):
+        if container.name == SIDECAR_NAME or container.init:
+            continue
+        if any(k.startswith("AGENTOS_") for k in env):
             yield from _prod_rules(c, container, env)
     yield from _sidecar_rules(c, sidecars)
 
