@@ -1,0 +1,129 @@
+"""The ``http`` action: one request to the app's reload endpoint per change.
+
+* One ``httpx.Client`` kept open for the sidecar's life: a new client per request costs
+  about 21 ms here against 0.8 ms for a kept-open one, and detection-to-reload latency
+  is what the benchmark measures.
+* Explicit timeouts (connect, read, write, pool = ``--timeout``): configmap-reload's
+  client had none, and a hung endpoint hung the reloader for good.
+* Headers from files (``--header-file NAME=PATH``) are re-read on *every* attempt: a
+  bearer token mounted from a Secret rotates too.
+* An optional signature (``--hmac-key-file``): see :mod:`agentos_secrets.webhook`; the
+  key file is re-read on every attempt as well.
+* Failures map to the loop's contract: connection errors, timeouts, 429 and 5xx are
+  retryable; any other unexpected status is a configuration error.
+
+Messages name the method, the URL with credentials redacted, and the status; never a
+header value or a key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+from ...errors import SecretError
+from ...files import read_secret_file
+from ...webhook import SIGNATURE_HEADER, sign
+from ..logs import redact_url
+from .base import ActionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+    from ..config import StatusRanges
+
+__all__ = ["HttpAction"]
+
+USER_AGENT = "agentos-secrets-sidecar/0.1.0"
+
+
+class HttpAction:
+    """POST (by default) to ``url``; success is a status in ``expect_status``."""
+
+    kind = "http"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        method: str = "POST",
+        expect_status: StatusRanges | None = None,
+        header_files: tuple[tuple[str, str], ...] = (),
+        hmac_key_file: str | None = None,
+        timeout: float = 5.0,
+        send_fingerprint: bool = False,
+    ) -> None:
+        import httpx
+
+        from ..config import StatusRanges
+
+        self.url = url
+        self.method = method
+        self.expect_status = expect_status or StatusRanges("200-299")
+        self.header_files = header_files
+        self.hmac_key_file = hmac_key_file
+        self.timeout = timeout
+        #: The loop computes the (slow) fingerprint before ``apply`` only when needed.
+        self.uses_fingerprint = send_fingerprint
+        self._where = f"{method} {redact_url(url)}"
+        self._client: httpx.Client = httpx.Client(
+            timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpAction({self._where!r})"
+
+    def ready(self) -> str | None:
+        # Never probe the app here: at start-up it may not run yet, and a sidecar that
+        # waits for it deadlocks a native sidecar (kiwigrid k8s-sidecar issue 432).
+        return None
+
+    def _headers(self, body: bytes) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+        for name, path in self.header_files:
+            try:
+                value, _ = read_secret_file(path, variable=f"--header-file {name}")
+            except SecretError as exc:
+                raise ActionError(f"header {name}: {exc}", retryable=True) from None
+            headers[name] = value.decode("utf-8")
+        if self.hmac_key_file:
+            try:
+                key, _ = read_secret_file(self.hmac_key_file, variable="--hmac-key-file")
+            except SecretError as exc:
+                raise ActionError(f"signature key: {exc}", retryable=True) from None
+            headers[SIGNATURE_HEADER] = sign(key, body, timestamp=int(time.time()))
+        return headers
+
+    def apply(self, fingerprint: str) -> None:
+        import httpx
+
+        payload: dict[str, str] = {"event": "secrets-rotated"}
+        if fingerprint:
+            payload["fingerprint"] = fingerprint
+        body = json.dumps(payload).encode()
+        headers = self._headers(body)
+        try:
+            response = self._client.request(self.method, self.url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            raise ActionError(
+                f"{self._where}: timed out after {self.timeout:g}s", retryable=True
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ActionError(
+                f"{self._where}: {type(exc).__name__}", retryable=True
+            ) from None
+        status = response.status_code
+        response.close()
+        if status in self.expect_status:
+            return
+        retryable = status == 429 or status >= 500
+        raise ActionError(
+            f"{self._where}: status {status}"
+            + ("" if retryable else f" (expected {self.expect_status.spec}; check the config)"),
+            retryable=retryable,
+            status=status,
+        )
+
+    def close(self) -> None:
+        self._client.close()

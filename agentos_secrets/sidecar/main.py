@@ -1,0 +1,152 @@
+"""``agentos-secrets sidecar``: wire configuration, action, loop, watches and server.
+
+Start-up order matters: the probe server listens first (so the kubelet sees a live
+process at once), then the engine starts its watches *before* hashing the baseline (a
+rotation in between is not missed), and any action runs on the loop's own thread: the
+start-up never waits for the app, so the sidecar works as a native sidecar (an init
+container with ``restartPolicy: Always``) that must be "started" before the app runs.
+
+SIGTERM and SIGINT stop cleanly: the loop finishes the attempt in progress (bounded by
+the action's timeout), the server and the watches close, exit status 0. A configuration
+error exits with status 2 and a message naming the flag and its variable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from .config import Config, ConfigError, parse
+
+__all__ = ["main"]
+
+logger = logging.getLogger("agentos_secrets.sidecar")
+
+
+def _action_budget(config: Config) -> float:
+    """How long one attempt may take before ``/healthz`` calls the loop stalled."""
+    from .actions import EXEC_TIMEOUT
+
+    return {
+        "http": 4 * config.timeout,
+        "rollout": 8 * config.timeout,
+        "restart": config.grace_period + 10,
+        "signal": 10.0,
+        "exec": EXEC_TIMEOUT + 5,
+    }.get(config.action, 60.0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sidecar until SIGTERM/SIGINT; the exit status."""
+    try:
+        config = parse(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"agentos-secrets sidecar: {exc}", file=sys.stderr)
+        return 2
+
+    from . import logs
+
+    logs.setup(config.log_format, config.log_level)
+    from .actions import build
+
+    try:
+        action = build(config)
+    except ConfigError as exc:
+        logger.error("configuration error: %s", exc)
+        return 2
+    return _run(config, action)
+
+
+def _run(config: Config, action: object) -> int:
+    import time
+
+    from ..watch import DirectoryWatcher
+    from .coalesce import Coalescer, StormBreaker
+    from .detect import Detector
+    from .logs import redact
+    from .loop import Engine
+    from .metrics import Metrics
+    from .retry import Backoff
+    from .server import MetricsAuth, Server
+    from .state import StateFile
+
+    kind = str(getattr(action, "kind", config.action))
+    metrics = Metrics(kind)
+    detector = Detector(config.watch)
+    engine: Engine
+    watcher = DirectoryWatcher(detector.directories, lambda hint: engine.hint(hint))
+    engine = Engine(
+        detector=detector,
+        action=action,  # type: ignore[arg-type]
+        metrics=metrics,
+        coalescer=Coalescer(config.debounce, config.max_wait),
+        breaker=StormBreaker(config.min_interval, config.max_per_hour),
+        backoff=Backoff(config.backoff_initial, config.backoff_max),
+        resync=config.resync,
+        state_file=StateFile(config.state_file) if config.state_file else None,
+        watcher=watcher,
+        action_budget=_action_budget(config),
+    )
+
+    server: Server | None = None
+    address = config.listen_address
+    if address is not None:
+        try:
+            server = Server(address, engine, metrics, MetricsAuth(os.environ), time.monotonic)
+        except OSError as exc:
+            logger.error("cannot listen on %s: %s", config.listen,
+                         exc.strerror or type(exc).__name__)
+            action.close()  # type: ignore[attr-defined]
+            return 2
+        server.start()
+
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def run_engine() -> None:
+        try:
+            engine.run()
+        except BaseException as exc:  # the loop must not die silently
+            crashed.append(exc)
+            logger.error("the sidecar loop crashed", exc_info=True)
+        finally:
+            stop.set()
+
+    listen = "{}:{}".format(*server.address) if server else None
+    logger.info(
+        "sidecar starting",
+        extra={"fields": {
+            "action": kind, "target": redact(repr(action)), "watch": list(config.watch),
+            "listen": listen, "debounce_s": config.debounce, "max_wait_s": config.max_wait,
+            "min_interval_s": config.min_interval, "max_per_hour": config.max_per_hour,
+            "resync_s": config.resync, "state_file": config.state_file,
+            "pid": os.getpid(),
+        }},
+    )
+    thread = threading.Thread(target=run_engine, name="sidecar-loop", daemon=True)
+    thread.start()
+    try:
+        while not stop.wait(3600):
+            pass
+    finally:
+        engine.stop()
+        thread.join(timeout=_action_budget(config) + 5)
+        if server is not None:
+            server.stop()
+        watcher.stop()
+        action.close()  # type: ignore[attr-defined]
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if crashed:
+        return 1
+    logger.info("sidecar stopped", extra={"fields": {"applied": engine.applied_fp}})
+    return 0

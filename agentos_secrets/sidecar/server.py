@@ -1,0 +1,175 @@
+"""``--listen``: ``/healthz``, ``/readyz`` and ``/metrics`` on a small threaded server.
+
+* ``/healthz`` (liveness) fails when the loop stopped turning, an action hangs beyond
+  its budget, or a watch died and could not be re-created: a health endpoint that says
+  "up" while the watch has been dead for hours (kiwigrid k8s-sidecar issue 621) hides
+  exactly the failure that matters.
+* ``/readyz``: the baseline is recorded, the watches are up, the action has its target.
+* ``/metrics``: Prometheus text. With ``AGENTOS_METRICS_REQUIRE_AUTH=1`` (as every AgentOS
+  service in ``prod``) it needs ``Authorization: Bearer <AGENTOS_SERVICE_TOKEN>``; the
+  token is resolved through the :class:`~agentos_secrets.Loader` on every request (so it
+  follows rotations) and checked with ``Loader.verify`` (current, or previous within its
+  grace window), in constant time.
+
+Responses carry names, reasons and fingerprints only; never a value or a raw hash.
+The standard library server keeps the image small; one thread per request is plenty
+for probes and a scraper.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+from ..errors import SecretError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..loader import Loader
+    from .loop import Engine
+    from .metrics import Metrics
+
+__all__ = ["MetricsAuth", "Server"]
+
+logger = logging.getLogger("agentos_secrets.sidecar")
+
+TOKEN_NAME = "AGENTOS_SERVICE_TOKEN"  # noqa: S105 - a variable name, not a token
+
+
+class MetricsAuth:
+    """Bearer-token check for ``/metrics`` when ``AGENTOS_METRICS_REQUIRE_AUTH=1``."""
+
+    def __init__(self, env: Mapping[str, str], loader: Loader | None = None) -> None:
+        self.required = env.get("AGENTOS_METRICS_REQUIRE_AUTH", "").strip() == "1"
+        self._env = env
+        self._loader = loader
+        self.problem: str | None = None
+
+    def _get_loader(self) -> Loader:
+        if self._loader is None:
+            from ..loader import Loader
+
+            self._loader = Loader(env=self._env)
+        return self._loader
+
+    def allowed(self, authorization: str | None) -> bool:
+        if not self.required:
+            return True
+        if not authorization:
+            return False
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return False
+        loader = self._get_loader()
+        try:
+            verify = getattr(loader, "verify", None)
+            if verify is not None:
+                ok = verify(TOKEN_NAME, token) is not None
+            else:
+                current = loader.get(TOKEN_NAME)
+                ok = current is not None and current == token
+        except SecretError as exc:
+            # Misconfigured (no token, unreadable file): deny, and say why in the logs.
+            if self.problem != str(exc):
+                self.problem = str(exc)
+                logger.warning("metrics auth cannot resolve %s: %s", TOKEN_NAME, exc)
+            return False
+        self.problem = None
+        return ok
+
+
+def _make_handler(
+    engine: Engine, metrics: Metrics, auth: MetricsAuth, clock: Callable[[], float]
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "agentos-secrets-sidecar"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # probes every few seconds would drown the useful lines
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _json(self, ok: bool, details: dict[str, object]) -> None:
+            body = json.dumps({"status": "ok" if ok else "fail", **details}).encode()
+            self._send(200 if ok else 503, body, "application/json")
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                self._json(*engine.health(clock()))
+            elif path == "/readyz":
+                self._json(*engine.readiness(clock()))
+            elif path == "/metrics":
+                metrics.set_warning("metrics_auth", 1 if auth.problem else 0)
+                if not auth.allowed(self.headers.get("Authorization")):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Bearer realm="metrics"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                engine.health(clock())  # refresh watches_up before rendering
+                body, content_type = metrics.render()
+                self._send(200, body, content_type)
+            else:
+                self._send(404, b'{"status":"not found"}', "application/json")
+
+        do_HEAD = do_GET
+
+    return Handler
+
+
+class Server:
+    """The probe and metrics server on its own daemon thread."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        engine: Engine,
+        metrics: Metrics,
+        auth: MetricsAuth,
+        clock: Callable[[], float],
+    ) -> None:
+        self.httpd = ThreadingHTTPServer(address, _make_handler(engine, metrics, auth, clock))
+        self.httpd.daemon_threads = True
+        # serve_forever() polls its shutdown flag every poll_interval; a long interval
+        # keeps an idle sidecar asleep, and stop() wakes it with a connection instead.
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 3600},
+            name="sidecar-http", daemon=True,
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.httpd.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            stopper = threading.Thread(target=self.httpd.shutdown, daemon=True)
+            stopper.start()
+            host, port = self.address
+            if host in ("0.0.0.0", "::", ""):  # noqa: S104 - connect to our own socket
+                host = "127.0.0.1"
+            while stopper.is_alive():
+                try:
+                    socket.create_connection((host, port), timeout=1).close()
+                except OSError:
+                    break
+                stopper.join(0.2)
+        self.httpd.server_close()
