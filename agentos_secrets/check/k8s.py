@@ -145,12 +145,17 @@ class Workload:
         return {n for n, sv in self.secret_volumes.items() if is_agentos_secret(sv.secret)}
 
     def mount_for(self, container: Container, path: str) -> Mapping[str, Any] | None:
-        """The mount of ``container`` whose mountPath holds ``path`` (longest match)."""
+        """The mount of ``container`` whose mountPath holds ``path`` (longest match).
+
+        A subPath mount holds exactly its mountPath (one file or directory).
+        """
         best: Mapping[str, Any] | None = None
         norm = posixpath.normpath(path)
         for mount in container.mounts():
             root = posixpath.normpath(str(mount.get("mountPath") or "/-"))
-            if norm.startswith(root.rstrip("/") + "/") and (
+            sub = bool(mount.get("subPath") or mount.get("subPathExpr"))
+            inside = norm == root if sub else norm.startswith(root.rstrip("/") + "/")
+            if inside and (
                 best is None or len(root) > len(str(best.get("mountPath")))
             ):
                 best = mount
