@@ -1,0 +1,126 @@
+"""The rotation demo, run as a user runs it: a subprocess, real processes, real inotify.
+
+The first token is the canary (``AGENTOS_DEMO_TOKEN``): it is read by the service, the
+sidecar hashes it and the client sends it 200 times a second, yet it must appear in none
+of the demo's output. A demo interrupted (SIGINT, SIGTERM) or killed (SIGKILL) must
+leave no process behind either.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMELINE = (
+    "ok    0 reload(s) in the",
+    "ROTATION: AGENTOS_SERVICE_TOKEN fp1:",
+    "sidecar detected the change after",
+    "ok    reload accepted by the service",
+    "ok    old token still accepted",
+    "ok    new token accepted",
+    "ok    old token rejected after the grace window (401)",
+    "ok    1 reload(s) for 1 rotation",
+    "ok    stopped every process started",
+    "result: OK",
+)
+
+
+def _env(token: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["AGENTOS_DEMO_TOKEN"] = token
+    env["PYTHONPATH"] = str(ROOT)
+    env.pop("AGENTOS_SERVICE_TOKEN", None)
+    return env
+
+
+def _processes_using(marker: str) -> list[int]:
+    """Pids (other than ours) whose command line mentions ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def _wait_gone(marker: str, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    left = _processes_using(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _processes_using(marker)
+    return left
+
+
+def test_demo_rotates_without_a_rejected_request_and_leaks_nothing(canary):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.demo"],
+        cwd=ROOT,
+        env=_env(canary.value),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for line in TIMELINE:
+        assert line in result.stdout, f"missing timeline line {line!r}:\n{output}"
+    client = re.search(r"client: (\d+) requests at 200/s, (\d+) accepted, (\d+) rejected", output)
+    assert client is not None, output
+    requests, accepted, rejected = map(int, client.groups())
+    assert rejected == 0 and requests == accepted and requests > 300
+    assert elapsed < 30, "the demo must finish in under 30 s"
+    volume = re.search(r"written kubelet-style at (\S+)", result.stdout)
+    assert volume is not None
+    assert _processes_using(volume.group(1)) == []
+    assert not Path(volume.group(1)).exists(), "the temporary volume is removed"
+    canary.assert_absent(result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_an_interrupted_demo_leaves_no_process_behind(canary, how):
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "examples.demo"],
+        cwd=ROOT,
+        env=_env(canary.value),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    volume = None
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            match = re.search(r"written kubelet-style at (\S+)", line)
+            if match:
+                volume = match.group(1)
+            if "client: pid" in line:
+                break
+        assert volume is not None
+        assert len(_processes_using(volume)) >= 3, "service, sidecar and client are running"
+        demo.send_signal(how)
+        out, err = demo.communicate(timeout=20)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode != 0
+    assert _wait_gone(volume) == [], f"left behind after {how.name}"
+    canary.assert_absent(out, err)
