@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,13 +18,19 @@ from agentos_secrets.check.cli import main
 
 
 @pytest.fixture
-def run_check(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    """Run ``agentos-secrets check`` in-process and capture what a user would see."""
+def run_check() -> Callable[..., Run]:
+    """Run ``agentos-secrets check`` in-process and capture what a user would see.
+
+    The output is echoed afterwards, so the ``canary`` fixture's capture scans it too.
+    """
 
     def run(*argv: str) -> Run:
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
+        sys.stdout.write(out.getvalue())
+        sys.stderr.write(err.getvalue())
+        return Run(code, out.getvalue(), err.getvalue())
 
     return run
 
