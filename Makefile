@@ -27,5 +27,15 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
+# checkov on the rendered overlays and examples, from its own venv (its pins clash with
+# ours); the checks kept on purpose are listed in deploy/k8s/checkov.sh and its README.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov>=3.2,<4'
+
+checkov: $(STAMP) $(CHECKOV_VENV)/bin/checkov
+	deploy/k8s/checkov.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache build *.egg-info
