@@ -87,6 +87,11 @@ def _run(args: argparse.Namespace) -> tuple[list[Finding], list[tuple[str, str]]
         inputs.append(("fingerprints", ", ".join(sorted(expected))))
     loaded = [load_manifests(spec) for spec in args.manifests]
     for manifests in loaded:
+        if not rules_manifests.relevant(manifests):
+            raise InputError(
+                f"--manifests {manifests.source}: no Deployment, StatefulSet or DaemonSet "
+                "and no Secret agentos-secrets (nothing to check)"
+            )
         findings.extend(rules_manifests.check_manifests(manifests, env.profile))
         inputs.append(("manifests", manifests.source))
     if not inputs:

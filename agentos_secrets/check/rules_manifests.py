@@ -30,7 +30,7 @@ from .k8s import (
 )
 from .rules_env import SECRET_NAMES
 
-__all__ = ["check_manifests"]
+__all__ = ["check_manifests", "relevant"]
 
 #: ``NAME_FILE`` and ``NAME_PREVIOUS_FILE`` of every AgentOS secret.
 _FILE_VARS = {f"{n}_FILE": n for n in SECRET_NAMES} | {
@@ -288,6 +288,13 @@ def _secret_object_findings(manifests: Manifests, profile: str) -> Iterator[Find
             if reason:
                 yield Finding(rule("AS226"), f"key {key} of Secret {obj.name} {reason}",
                               obj=obj.ref, field=f"data[{key}]", source=manifests.source)
+
+
+def relevant(manifests: Manifests) -> bool:
+    """Whether any rule has something to look at: a workload or the AgentOS Secret."""
+    return any(manifests.of_kind(*WORKLOAD_KINDS)) or any(
+        is_agentos_secret(o.name) for o in manifests.of_kind("Secret")
+    )
 
 
 def check_manifests(manifests: Manifests, profile: str) -> list[Finding]:
