@@ -43,8 +43,8 @@ class Target:
 
     name: str
     path: str
-    #: the sidecar action wired in, or None when the sidecar is absent (the base)
-    action: str | None
+    #: the sidecar action wired in (the base wires in ``rollout``; variants change it)
+    action: str
     #: "native" (init container with restartPolicy Always) or "classic" (a container)
     form: str = "native"
     #: the app's AGENTOS_PROFILE
@@ -54,7 +54,7 @@ class Target:
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("base", "base", action=None),
+    Target("base", "base", action="rollout"),
     Target("local-dev", "overlays/local-dev", action="rollout", profile="dev"),
     Target("production", "overlays/production", action="rollout"),
     Target("classic", "examples/classic", action="rollout", form="classic"),

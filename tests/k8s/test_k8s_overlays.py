@@ -41,9 +41,6 @@ def test_production_passes_the_platform_start_up_guards(target: Target) -> None:
         assert env["AGENTOS_METRICS_REQUIRE_AUTH"]["value"] == "1"
         assert not env.get("AGENTOS_DEFAULT_TENANT", {}).get("value", "").strip()
         assert env.get("AGENTOS_ALLOW_DEV_HEADERS", {}).get("value") != "1"
-        for item in all_containers(deployment):
-            image = item["image"]
-            assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), image
         data = volumes(deployment)["data"]
         assert data == {"name": "data",
                         "persistentVolumeClaim": {"claimName": f"{name}-data"}}
@@ -125,6 +122,16 @@ def test_podmonitor_scrapes_the_sidecar_with_the_service_token() -> None:
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+def test_every_image_is_pinned(target: Target) -> None:
+    """Every rendering passes for prod (the base's profile): no :latest, no bare name."""
+    for deployment in render(target.path).deployments:
+        for item in all_containers(deployment):
+            image = item["image"]
+            name = image.rsplit("/", 1)[-1]
+            assert "@sha256:" in image or (":" in name and not name.endswith(":latest")), image
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
 def test_every_container_is_hardened(target: Target) -> None:
     for deployment in render(target.path).deployments:
         spec = pod_spec(deployment)
@@ -154,9 +161,7 @@ def test_network_policy_admits_only_the_service_and_metrics_ports(target: Target
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
     assert "from" not in rule
-    expected = [{"protocol": "TCP", "port": "http"}]
-    if target.action is not None:
-        expected.append({"protocol": "TCP", "port": 9095})
-    assert rule["ports"] == expected
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"},
+                             {"protocol": "TCP", "port": 9095}]
     namespace = rendered.get("Namespace", "agentos")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

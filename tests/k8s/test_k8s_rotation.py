@@ -44,8 +44,6 @@ DATA_FILE_VARS = {
     "AGENTOS_PEERS_FILE",
     "AGENTOS_SIDECAR_STATE_FILE",
 }
-WITH_SIDECAR = [t for t in TARGETS if t.action is not None]
-
 
 def _cases(targets: list[Target]) -> list[tuple[Target, str]]:
     return [(t, name) for t in targets for name in DEPLOYMENTS]
@@ -56,7 +54,6 @@ def _ids(case: tuple[Target, str]) -> str:
 
 
 every_deployment = pytest.mark.parametrize("case", _cases(list(TARGETS)), ids=_ids)
-every_sidecar = pytest.mark.parametrize("case", _cases(WITH_SIDECAR), ids=_ids)
 
 
 def _deployment(case: tuple[Target, str]) -> tuple[Target, Rendered, Obj]:
@@ -80,15 +77,14 @@ def _secret_volume_name(target: Target, deployment: Obj) -> str:
     return found[0]
 
 
-def test_base_has_no_sidecar_and_every_other_rendering_has_it_everywhere() -> None:
+def test_every_deployment_of_every_rendering_has_exactly_one_sidecar() -> None:
     for target in TARGETS:
         for deployment in render(target.path).deployments:
             names = [c["name"] for c in all_containers(deployment)]
-            assert names.count(SIDECAR) == (0 if target.action is None else 1), (
-                target.name, deployment["metadata"]["name"])
+            assert names.count(SIDECAR) == 1, (target.name, deployment["metadata"]["name"])
 
 
-@every_sidecar
+@every_deployment
 def test_sidecar_is_wired_in(case: tuple[Target, str]) -> None:
     target, _, deployment = _deployment(case)
     spec = pod_spec(deployment)
@@ -128,7 +124,7 @@ def test_sidecar_is_wired_in(case: tuple[Target, str]) -> None:
 def test_secret_volume_is_mounted_whole_and_read_only(case: tuple[Target, str]) -> None:
     target, _, deployment = _deployment(case)
     volume_name = _secret_volume_name(target, deployment)
-    users = [APP] if target.action is None else [APP, SIDECAR]
+    users = [APP, SIDECAR]
     for item in all_containers(deployment):
         for mount in mounts(item):
             assert "subPath" not in mount and "subPathExpr" not in mount, (

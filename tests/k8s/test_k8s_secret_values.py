@@ -19,16 +19,14 @@ import yaml
 from k8s_render import K8S, SECRET_KEYS, Obj, kubectl
 
 
-def _render_with_values(
-    tmp: Path, values: dict[str, str], *, on: str, extra: str = ""
-) -> tuple[list[Obj], str]:
+def _render_with_values(tmp: Path, values: dict[str, str], *, on: str) -> tuple[list[Obj], str]:
     """Render a throw-away kustomization on ``deploy/k8s/<on>`` with these Secret values."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "secrets.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     base = os.path.relpath(K8S / on, tmp)
     (tmp / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"resources:\n  - {base}\n{extra}"
+        f"resources:\n  - {base}\n"
         "secretGenerator:\n  - name: agentos-secrets\n    namespace: agentos\n"
         "    envs: [secrets.env]\n"
         + ("    behavior: replace\n" if on == "overlays/local-dev" else "")
@@ -74,10 +72,8 @@ def test_a_new_value_changes_no_pod_template(tmp_path: Path, canary) -> None:
 
 def test_with_a_name_hash_a_new_value_would_rename_the_secret(tmp_path: Path) -> None:
     """The trade-off local-dev avoids: hash-suffixed names rewrite every pod template."""
-    extra = "components:\n  - {}\n".format(
-        os.path.relpath(K8S / "components" / "secrets-sidecar", tmp_path / "a"))
-    before, _ = _render_with_values(tmp_path / "a", _values("one"), on="base", extra=extra)
-    after, _ = _render_with_values(tmp_path / "b", _values("two"), on="base", extra=extra)
+    before, _ = _render_with_values(tmp_path / "a", _values("one"), on="base")
+    after, _ = _render_with_values(tmp_path / "b", _values("two"), on="base")
     names = {d["metadata"]["name"] for d in before + after if d["kind"] == "Secret"}
     assert len(names) == 2 and all(n.startswith("agentos-secrets-") for n in names)
     assert _deployments(before) != _deployments(after)
