@@ -104,7 +104,10 @@ def test_sidecar_is_wired_in(case: tuple[Target, str]) -> None:
     assert env_value(sidecar, "AGENTOS_SIDECAR_LISTEN") == "0.0.0.0:9095"
     assert sidecar["ports"] == [{"name": "metrics", "containerPort": 9095, "protocol": "TCP"}]
     assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert sidecar["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    # The app starts only after a native sidecar's startupProbe passes. /readyz of the
+    # signal/restart actions needs the app's process: probing it there would deadlock.
+    startup = "/healthz" if target.action in {"signal", "restart"} else "/readyz"
+    assert sidecar["startupProbe"]["httpGet"] == {"path": startup, "port": "metrics"}
     assert env_value(sidecar, "AGENTOS_METRICS_REQUIRE_AUTH") == "1"
     assert env_value(sidecar, "AGENTOS_SERVICE_TOKEN_FILE") == (
         f"{SECRET_MOUNT}/AGENTOS_SERVICE_TOKEN")
