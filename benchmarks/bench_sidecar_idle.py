@@ -115,10 +115,10 @@ def main() -> None:
             floor = after["python asleep (time.sleep)"].switches - before[
                 "python asleep (time.sleep)"
             ].switches
-            allowed = int(seconds // RESYNC_S) + 1
+            resyncs = round(seconds / RESYNC_S)
             print(
                 f"    sidecar wakeups beyond the sleeping interpreter: {sidecar_wakeups - floor}"
-                f" (resync allows about {allowed} per {seconds:.0f} s)"
+                f" (the resync timer accounts for {resyncs} in {seconds:.0f} s)"
             )
 
             writers[0].write({"AGENTOS_SERVICE_TOKEN": "idle-token-1"})

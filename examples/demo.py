@@ -215,7 +215,7 @@ def _rotate_and_watch(
     timeline.check(
         status == 200 and body.get("token") == "current", f"new token accepted ({status})"
     )
-    time.sleep(max(0.0, rotated_at + GRACE_S + 0.4 - time.monotonic()))
+    time.sleep(max(0.0, rotated_at + GRACE_S + 0.6 - time.monotonic()))
     status, _ = _get(port, "/v1/models", old)
     timeline.check(status == 401, f"old token rejected after the grace window ({status})")
     count = len(_reloads(port)) - reloads_before
