@@ -13,6 +13,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
 __all__ = ["LOGGER_NAME", "logger"]
 
@@ -34,6 +35,27 @@ class _LazyLogger:
 
             real = self._real = logging.getLogger(LOGGER_NAME)
         return real
+
+    # The levels the library uses are plain methods: ``logger.debug`` runs on every cold
+    # lookup, and going through ``__getattr__`` would double its cost. ``stacklevel`` is
+    # raised by one so that records still point at the caller, not at this module.
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        real = self._real or self._get()
+        if real.isEnabledFor(10):
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+            real.debug(msg, *args, **kwargs)
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        real = self._real or self._get()
+        if real.isEnabledFor(20):
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+            real.info(msg, *args, **kwargs)
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        real = self._real or self._get()
+        if real.isEnabledFor(30):
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+            real.warning(msg, *args, **kwargs)
 
     def __getattr__(self, attr: str) -> object:
         return getattr(self._get(), attr)

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BYTES = 64 * 1024
 DATA_LINK = "..data"
 
+_WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
@@ -164,10 +165,17 @@ def decode_secret(
 
     Returns the bytes to keep. ``path`` is None for values that did not come from a file.
     """
-    where = _where(variable, path) if path else (variable or "secret")
+    leading = 0
+    if strip:
+        # ASCII whitespace goes at C speed; the rarer Unicode whitespace (NBSP, ...) below.
+        # Stripping whitespace first changes nothing else: it is neither NUL nor bad UTF-8.
+        stripped = data.strip()
+        if len(stripped) != len(data):
+            leading = len(data) - len(data.lstrip())
+            data = stripped
     if b"\0" in data:
         raise SecretValueError(
-            f"{where}: contains a NUL byte", variable=variable, path=path
+            f"{_what(variable, path)}: contains a NUL byte", variable=variable, path=path
         )
     bad_offset = -1
     try:
@@ -178,22 +186,65 @@ def decode_secret(
         # Raised outside the except block: the UnicodeDecodeError holds the whole content
         # (``.object``) and must not travel along as ``__context__``.
         raise SecretEncodingError(
-            f"{where}: is not valid UTF-8 (first bad byte at offset {bad_offset})",
+            f"{_what(variable, path)}: is not valid UTF-8 (first bad byte at offset"
+            f" {bad_offset + leading})",
             variable=variable,
             path=path,
         )
-    if strip:
-        stripped = text.strip()
-        if stripped != text:
-            data = stripped.encode("utf-8")
-        text = stripped
-    if not text:
+    if strip and text and (text[0].isspace() or text[-1].isspace()):
+        text = text.strip()
+        data = text.encode("utf-8")
+    if not data:
         raise SecretValueError(
-            f"{where}: is empty" + (" (or whitespace only)" if strip else ""),
+            f"{_what(variable, path)}: is empty" + (" (or whitespace only)" if strip else ""),
             variable=variable,
             path=path,
         )
     return data
+
+
+def _what(variable: str | None, path: str | None) -> str:
+    return _where(variable, path) if path else (variable or "secret")
+
+
+def _read_capped(fd: int, size: int, max_bytes: int, variable: str | None, path: str) -> bytes:
+    """Read at most ``max_bytes`` from ``fd``; more is a SecretFileTooLargeError.
+
+    ``size`` is what fstat reported. The first read asks for one byte more than that:
+    when exactly ``size`` bytes come back the file is complete, in one system call and
+    with no 64 KiB buffer to allocate. A shorter read (FUSE, NFS) just reads on, and a
+    file reporting 0 (procfs) or growing while read is read in pages up to the cap.
+    """
+    limit = max_bytes + 1
+    want = size + 1 if size else 4096
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        try:
+            chunk = os.read(fd, min(want, limit - total))
+        except BlockingIOError:
+            break
+        except OSError as exc:
+            raise SecretFileError(
+                f"{_where(variable, path)}: read failed ({exc.strerror or type(exc).__name__})",
+                variable=variable,
+                path=path,
+            ) from None
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total == size:
+            break
+        want = 65536
+    if total > max_bytes:
+        raise SecretFileTooLargeError(
+            f"{_where(variable, path)}: grew beyond the limit of {max_bytes} bytes"
+            " while being read",
+            variable=variable,
+            path=path,
+        )
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def read_secret_file(
@@ -230,50 +281,28 @@ def read_secret_file(
         raise _open_error(exc, variable, path) from None
     try:
         st = os.fstat(fd)
-        where = _where(variable, path)
-        if not stat.S_ISREG(st.st_mode):
+        mode = st.st_mode
+        size = st.st_size
+        if not stat.S_ISREG(mode):
             raise SecretFileNotRegularError(
-                f"{where}: is {_kind(st.st_mode)}, not a regular file",
+                f"{_where(variable, path)}: is {_kind(mode)}, not a regular file",
                 variable=variable,
                 path=path,
             )
-        if check_permissions and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if check_permissions and mode & _WRITABLE_BY_OTHERS:
             raise SecretFileInsecureError(
-                f"{where}: is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o});"
-                " make it 0600 or 0644",
+                f"{_where(variable, path)}: is writable by group or others"
+                f" (mode {stat.S_IMODE(mode):04o}); make it 0600 or 0644",
                 variable=variable,
                 path=path,
             )
-        if st.st_size > max_bytes:
+        if size > max_bytes:
             raise SecretFileTooLargeError(
-                f"{where}: is {st.st_size} bytes, more than the limit of {max_bytes}",
+                f"{_where(variable, path)}: is {size} bytes, more than the limit of {max_bytes}",
                 variable=variable,
                 path=path,
             )
-        chunks: list[bytes] = []
-        remaining = max_bytes + 1
-        while remaining > 0:
-            try:
-                chunk = os.read(fd, min(remaining, 65536))
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                raise SecretFileError(
-                    f"{where}: read failed ({exc.strerror or type(exc).__name__})",
-                    variable=variable,
-                    path=path,
-                ) from None
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) > max_bytes:
-            raise SecretFileTooLargeError(
-                f"{where}: grew beyond the limit of {max_bytes} bytes while being read",
-                variable=variable,
-                path=path,
-            )
+        data = _read_capped(fd, size, max_bytes, variable, path)
     finally:
         os.close(fd)
     if not validate:

@@ -101,13 +101,18 @@ class Secret:
     __slots__ = ("_value", "name", "source")
 
     def __init__(self, value: str | bytes, *, name: str = "", source: str = "") -> None:
-        if isinstance(value, str):
-            value = _encode(value)
-        elif not isinstance(value, bytes | bytearray | memoryview):
-            raise TypeError("Secret value must be str or bytes")
-        object.__setattr__(self, "_value", bytes(value))
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "source", source)
+        if type(value) is not bytes:
+            if isinstance(value, str):
+                value = _encode(value)
+            elif isinstance(value, bytes | bytearray | memoryview):
+                value = bytes(value)
+            else:
+                raise TypeError("Secret value must be str or bytes")
+        # __setattr__ refuses: write the slots through their descriptors (twice as fast
+        # as object.__setattr__; the Loader builds one Secret per file read).
+        _set_value(self, value)
+        _set_name(self, name)
+        _set_source(self, source)
 
     # -- on purpose -----------------------------------------------------------------
     def reveal(self) -> str:
@@ -175,3 +180,8 @@ class Secret:
 
     def __getstate__(self) -> NoReturn:
         raise TypeError("Secret values cannot be pickled; call reveal() on purpose")
+
+
+_set_value = Secret._value.__set__  # type: ignore[attr-defined]
+_set_name = Secret.name.__set__  # type: ignore[attr-defined]
+_set_source = Secret.source.__set__  # type: ignore[attr-defined]

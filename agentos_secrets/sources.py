@@ -208,29 +208,44 @@ def locate(
     configured, as ``shadowed``. The provider is never called here: it is always last
     and only the loader knows whether it answers.
     """
+    # Origins are built with tuple.__new__ directly and env_text is inlined: this runs
+    # once per cold lookup, and each Python-level call here costs as much as a syscall.
+    new = tuple.__new__
     found: list[Origin] = []
     conflict = False
-    if env_text(env, name) is not None:
-        found.append(Origin("env", variable=name))
+    value = env.get(name)
+    if value is not None and not value.isspace() and value:
+        found.append(new(Origin, ("env", name, None, None)))
     file_var = name + FILE_SUFFIX
-    file_path = env_text(env, file_var)
+    file_path = env.get(file_var)
     if file_path is not None:
+        file_path = file_path.strip()
+    if file_path:
+        origin = new(Origin, ("file", file_var, file_path, None))
         if found:
             conflict = True
             if on_conflict == "prefer-file":
-                found.insert(0, Origin("file", variable=file_var, path=file_path))
+                found.insert(0, origin)
             else:
-                found.append(Origin("file", variable=file_var, path=file_path))
+                found.append(origin)
         else:
-            found.append(Origin("file", variable=file_var, path=file_path))
+            found.append(origin)
     if not found or exhaustive:
         for directory in dirs:
-            path = os.path.join(directory, name)
-            if os.path.lexists(path):
-                found.append(Origin("directory", path=path, directory=directory))
-                if not exhaustive:
-                    break
+            # os.path.join and os.path.lexists, inlined (same results for a valid name)
+            if not directory or directory.endswith("/"):
+                path = directory + name
+            else:
+                path = directory + "/" + name
+            try:
+                os.lstat(path)
+            except (OSError, ValueError):
+                continue
+            found.append(new(Origin, ("directory", None, path, directory)))
+            if not exhaustive:
+                break
     if has_provider and (not found or exhaustive):
-        found.append(Origin("provider"))
-    chosen = found[0] if found else None
-    return Located(name, chosen, tuple(found[1:]), conflict)
+        found.append(new(Origin, ("provider", None, None, None)))
+    if not found:
+        return Located(name, None, (), conflict)
+    return Located(name, found[0], tuple(found[1:]), conflict)
