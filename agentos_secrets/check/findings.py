@@ -130,8 +130,9 @@ _RULE_LIST: tuple[Rule, ...] = (
          "A Secret volume is mounted without readOnly: true.",
          "Set readOnly: true on the volumeMount."),
     Rule("AS205", "secret-as-env", _E,
-         "A Secret is passed as an environment variable (envFrom secretRef or "
-         "secretKeyRef): it is fixed at container start and never rotates.",
+         "A Secret is passed as an environment variable (envFrom secretRef, secretKeyRef, "
+         "or an AgentOS secret as a literal value): it is fixed at container start and "
+         "never rotates.",
          "Mount the Secret as a volume and set NAME_FILE to the key's path."),
     Rule("AS206", "file-outside-volume", _E,
          "A *_FILE path is not inside a mounted volume of the Secret it should come from.",

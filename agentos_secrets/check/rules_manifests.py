@@ -38,6 +38,10 @@ _FILE_VARS = {f"{n}_FILE": n for n in SECRET_NAMES} | {
 }
 
 
+#: The secrets themselves (and their previous values), which must never be env values.
+_SECRET_VARS = set(SECRET_NAMES) | {f"{n}_PREVIOUS" for n in SECRET_NAMES}
+
+
 class _Ctx:
     """One workload being checked, and the helpers to report on it."""
 
@@ -75,6 +79,12 @@ def _env_secret_rules(c: _Ctx, container: Container) -> Iterator[Finding]:
                             f"{container.field}.envFrom[{i}].secretRef")
     for var in container.body.get("env") or []:
         if not isinstance(var, Mapping):
+            continue
+        name = str(var.get("name") or "")
+        if name in _SECRET_VARS and var.get("value"):
+            yield c.finding("AS205", f"container {container.name} sets {name} to a literal "
+                            "value in the manifest (committed with it, never rotates)",
+                            f"{container.field}.env[{name}].value")
             continue
         ref = (var.get("valueFrom") or {}).get("secretKeyRef")
         if isinstance(ref, Mapping):

@@ -43,7 +43,7 @@ def env_variant(tmp_path: Path) -> Callable[..., Path]:
     """
 
     def build(name: str | None = None, extra: dict[str, str] | None = None) -> Path:
-        workdir = tmp_path / "envlib"
+        workdir = tmp_path / f"envlib-{len(list(tmp_path.glob('envlib-*')))}"
         shutil.copytree(ENV_VARIANTS, workdir)
         for file in (workdir / "files").iterdir():
             file.chmod(0o600)
