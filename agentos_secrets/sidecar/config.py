@@ -249,7 +249,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
                  "backoff_initial", "backoff_max", "timeout", "grace_period"):
         value = getattr(ns, name)
         if value is not None:
-            kw[name] = _positive(_flag(name), value, zero_ok=name in ("debounce", "min_interval"))
+            zero_ok = name in ("debounce", "max_wait", "min_interval")
+            kw[name] = _positive(_flag(name), value, zero_ok=zero_ok)
     if ns.max_per_hour is not None:
         if ns.max_per_hour < 1:
             raise ConfigError(f"{_where('--max-per-hour')}: must be at least 1")

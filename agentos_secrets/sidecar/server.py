@@ -113,8 +113,9 @@ def _make_handler(
             elif path == "/readyz":
                 self._json(*engine.readiness(clock()))
             elif path == "/metrics":
+                allowed = auth.allowed(self.headers.get("Authorization"))
                 metrics.set_warning("metrics_auth", 1 if auth.problem else 0)
-                if not auth.allowed(self.headers.get("Authorization")):
+                if not allowed:
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Bearer realm="metrics"')
                     self.send_header("Content-Length", "0")
