@@ -55,14 +55,14 @@ def test_local_dev_overlay_fails_as_prod(run_check):
     assert {"AS225", "AS226"} <= run.rule_ids
 
 
-def test_base_passes_its_own_checks(run_check):
-    """The base has no sidecar by design (overlays add components/secrets-sidecar): that
-    one rule is suppressed with its reason, and stays listed as suppressed."""
-    run = run_check("--no-env", "--manifests", str(K8S / "base"), "--format", "json",
-                    "--ignore", "AS201=the overlays add components/secrets-sidecar")
-    assert run.code == 0, run.out
-    findings = run.json["findings"]
-    assert findings and all(f["ruleId"] == "AS201" and f["suppressed"] for f in findings)
+@pytest.mark.parametrize("profile", ["dev", "prod"])
+def test_base_passes_its_own_checks(run_check, profile):
+    """The base carries the sidecar component and the prod env itself (AGENTOS_PROFILE=prod
+    on every app container), so it passes as it stands, with warnings failing too."""
+    run = run_check("--no-env", "--manifests", str(K8S / "base"), "--profile", profile,
+                    "--fail-on", "warning", "--format", "json")
+    assert run.json["findings"] == [], run.out
+    assert run.code == 0
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (K8S / "examples").iterdir())
