@@ -1,0 +1,214 @@
+"""Resolving N secrets cold: the Loader beside a plain loop and pydantic-settings.
+
+Two layouts, N = 10, 100, 1000 secrets each:
+
+* ``_FILE``: every ``NAME_i_FILE`` in ``os.environ`` names a file (``NAME_i`` unset).
+  Beside it, the plain loop every service writes by hand: ``os.environ.get(NAME)``, then
+  ``NAME_FILE`` and ``open().read().strip()``. pydantic-settings has no ``_FILE`` support.
+* kubelet directory: one Secret volume with N keys written by ``AtomicWriter`` (the
+  kubelet's algorithm: ``..data`` and per-key symlinks). Beside it, the plain loop (NAME,
+  NAME_FILE, then ``DIR/NAME``) and a pydantic-settings ``BaseSettings`` model with N
+  ``SecretStr`` fields and ``secrets_dir=DIR`` (model class built once, outside the timing).
+
+"Cold" means a fresh ``Loader`` per repetition: every secret is located, opened, checked
+(fstat, mode, size), read and validated, exactly what a service pays at start-up. The
+alternatives run interleaved with the Loader in each repetition so that load on a shared
+machine hits all alike; each figure is the median of the repetitions. Results are freed
+after the clock stops (a service keeps its Loader), and ``CREDENTIALS_DIRECTORY`` is off
+because the plain loop does not look at it either.
+
+Targets (issue 2), at N=1000: at least 20x faster than pydantic-settings, and within 1.5x
+of the plain loop (which does no safety checks at all).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from agentos_secrets import Loader
+from agentos_secrets.testing import AtomicWriter
+
+SIZES = (10, 100, 1000)
+#: Approximate seconds of Loader work per size; repetitions follow from it.
+BUDGET_S = float(os.environ.get("BENCH_LOADER_BUDGET", "0.6"))
+MIN_REPS, MAX_REPS = 5, 300
+
+
+def _names(n: int) -> list[str]:
+    return [f"AGENTOS_BENCH_SECRET_{i:04d}" for i in range(n)]
+
+
+def _plain_loop(names: list[str], directory: str | None) -> list[str]:
+    """What a service writes by hand: NAME, then NAME_FILE, then DIR/NAME. No checks."""
+    environ = os.environ
+    values = []
+    for name in names:
+        value = environ.get(name)
+        if not value:
+            path = environ.get(name + "_FILE")
+            if not path and directory is not None:
+                path = os.path.join(directory, name)
+            if path:
+                with open(path, encoding="utf-8") as handle:
+                    value = handle.read().strip()
+        values.append(value or "")
+    return values
+
+
+def _loader_cold(names: list[str], directory: str | None) -> list[str]:
+    """A fresh Loader resolving every name. It is kept alive on the result (as a service
+    keeps its Loader), so that freeing its cache is not timed: only resolving is."""
+    loader = Loader(secret_dirs=[directory] if directory else (), use_credentials_directory=False)
+    return _Values((loader.require(name).reveal() for name in names), loader)
+
+
+class _Values(list[str]):
+    """The resolved values, holding on to the Loader that produced them."""
+
+    def __init__(self, values: Iterable[str], owner: object) -> None:
+        super().__init__(values)
+        self.owner = owner
+
+
+def _pydantic_model(names: list[str], directory: str) -> Callable[[], object]:
+    from pydantic import SecretStr
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    fields: dict[str, object] = {name.lower(): (SecretStr, ...) for name in names}
+    base = type(
+        "BenchSettings",
+        (BaseSettings,),
+        {
+            "__annotations__": {k: v[0] for k, v in fields.items()},  # type: ignore[index]
+            "model_config": SettingsConfigDict(secrets_dir=directory),
+        },
+    )
+    return base
+
+
+def _time(func: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    result = func()
+    elapsed = time.perf_counter() - started
+    del result  # freed outside the timing, for every case alike
+    return elapsed
+
+
+def _measure(cases: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Median seconds per call of each case, interleaved, rotating the order."""
+    samples: dict[str, list[float]] = {label: [] for label in cases}
+    labels = list(cases)
+    for label in labels:  # warm-up: first open of each file, imports, caches
+        cases[label]()
+    for rep in range(reps):
+        shift = rep % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            samples[label].append(_time(cases[label]))
+    return {label: statistics.median(s) for label, s in samples.items()}
+
+
+def _reps(n: int) -> int:
+    per_call = 20e-6 * n  # a rough guess at the Loader's cost per secret
+    return max(MIN_REPS, min(MAX_REPS, int(BUDGET_S / per_call)))
+
+
+def _file_layout(root: Path, names: list[str]) -> dict[str, str]:
+    env = {}
+    files = root / "files"
+    files.mkdir()
+    for i, name in enumerate(names):
+        path = files / name
+        path.write_text(f"value-{i:04d}-{'x' * 24}\n")
+        os.chmod(path, 0o600)
+        env[name + "_FILE"] = str(path)
+    return env
+
+
+def _row(label: str, seconds: float, n: int, ref: float | None, ref_label: str) -> str:
+    ratio = f"{seconds / ref:6.2f}x {ref_label}" if ref else ""
+    return f"  {label:<30} {seconds * 1e3:9.2f} ms  {seconds / n * 1e6:7.1f} us/secret  {ratio}"
+
+
+def _bench_files(names: list[str], root: Path, reps: int) -> float:
+    """Print the NAME_FILE block; return the Loader / plain-loop ratio."""
+    n = len(names)
+    env = _file_layout(root, names)
+    os.environ.update(env)
+    try:
+        got = _measure(
+            {
+                "loader": lambda: _loader_cold(names, None),
+                "plain": lambda: _plain_loop(names, None),
+            },
+            reps,
+        )
+        assert _loader_cold(names, None) == _plain_loop(names, None)
+    finally:
+        for key in env:
+            del os.environ[key]
+    print(f" N={n:<5} from NAME_FILE ({reps} reps)")
+    print(_row("Loader.require (cold)", got["loader"], n, got["plain"], "plain"))
+    print(_row("plain loop NAME, NAME_FILE", got["plain"], n, None, ""))
+    return got["loader"] / got["plain"]
+
+
+def _bench_volume(names: list[str], root: Path, reps: int) -> tuple[float, float]:
+    """Print the Secret-volume block; return (Loader / plain, pydantic / Loader)."""
+    n = len(names)
+    volume = str(root / "volume")
+    AtomicWriter(volume, mode=0o644).write(
+        {name: f"value-{i:04d}-{'y' * 24}\n" for i, name in enumerate(names)}
+    )
+    model = _pydantic_model(names, volume)
+    pyd_reps = max(3, min(reps, int(BUDGET_S * 2 / (0.7e-3 * n))))
+    got = _measure(
+        {
+            "loader": lambda: _loader_cold(names, volume),
+            "plain": lambda: _plain_loop(names, volume),
+        },
+        reps,
+    )
+    got["pydantic"] = _measure({"pydantic": model}, pyd_reps)["pydantic"]
+    last = getattr(model(), names[-1].lower()).get_secret_value()
+    assert last == _loader_cold(names, volume)[-1] == _plain_loop(names, volume)[-1]
+    print(f" N={n:<5} from a kubelet Secret volume ({reps} reps, pydantic {pyd_reps})")
+    print(_row("Loader.require (cold)", got["loader"], n, got["plain"], "plain"))
+    print(_row("plain loop NAME, _FILE, DIR", got["plain"], n, None, ""))
+    print(_row("pydantic-settings secrets_dir", got["pydantic"], n, got["loader"], "Loader"))
+    return got["loader"] / got["plain"], got["pydantic"] / got["loader"]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def main() -> None:
+    import pydantic_settings  # noqa: F401 - imported before timing, not inside it
+
+    print("Resolving N secrets cold (fresh Loader per repetition; median of interleaved reps)")
+    print(" plain = os.environ.get(NAME), then NAME_FILE / DIR/NAME with open().read().strip()")
+    file_ratio = dir_ratio = speedup = 0.0
+    with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
+        for n in SIZES:
+            names = _names(n)
+            root = Path(tmp) / f"n{n}"
+            root.mkdir()
+            reps = _reps(n)
+            file_ratio = _bench_files(names, root, reps)
+            dir_ratio, speedup = _bench_volume(names, root, reps)
+    print(f" At N={SIZES[-1]}:")
+    print(f"  vs pydantic-settings: {speedup:.0f}x faster (target >= 20x: {_met(speedup >= 20)})")
+    worst = max(file_ratio, dir_ratio)
+    print(
+        f"  vs plain loop: {file_ratio:.2f}x (NAME_FILE), {dir_ratio:.2f}x (directory)"
+        f" (target <= 1.5x: {_met(worst <= 1.5)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
