@@ -205,3 +205,18 @@ def test_nothing_leaks_from_verify(volume, canary, caplog):
         results.append(loader.verify(NAME, canary.value))
     text = caplog.text + repr(results) + str(loader.explain(NAME)) + repr(loader._grace.__dict__)
     canary.assert_absent(text)
+
+
+def test_grace_window_keeps_at_most_eight_values_and_rejects_negative(volume, canary):
+    with pytest.raises(ValueError, match="grace"):
+        Loader(env={}, grace=-1)
+    clock = FakeClock()
+    volume.write({NAME: canary.value + "-0"})
+    loader = _loader(volume, clock)
+    loader.get(NAME)
+    for i in range(1, 11):
+        volume.write({NAME: f"{canary.value}-{i}"})
+        loader.get(NAME)
+    accepted = [i for i in range(10) if loader.verify(NAME, f"{canary.value}-{i}")]
+    assert accepted == list(range(2, 10))  # the eight newest replaced values
+    assert loader.verify(NAME, f"{canary.value}-10") == "current"
