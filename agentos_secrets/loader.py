@@ -273,6 +273,9 @@ class Loader:
                 f"verify() also accepts {kept} value(s) replaced by a rotation in the last"
                 f" {self._grace.grace:g} s"
             )
+        previous = self._locate(key + "_PREVIOUS").chosen
+        if previous is not None:
+            notes.append(f"verify() also accepts {key}_PREVIOUS from {previous.describe()}")
         return Explanation(
             name=key,
             found=True,

@@ -220,3 +220,10 @@ def test_grace_window_keeps_at_most_eight_values_and_rejects_negative(volume, ca
     accepted = [i for i in range(10) if loader.verify(NAME, f"{canary.value}-{i}")]
     assert accepted == list(range(2, 10))  # the eight newest replaced values
     assert loader.verify(NAME, f"{canary.value}-10") == "current"
+
+
+def test_explain_mentions_the_explicit_previous(canary):
+    loader = Loader(env={NAME: "current-value", f"{NAME}_PREVIOUS": canary.value})
+    text = str(loader.explain(NAME))
+    assert f"verify() also accepts {NAME}_PREVIOUS from environment variable" in text
+    canary.assert_absent(text)
