@@ -77,7 +77,7 @@ _SNAPSHOT_ATTEMPTS = 20
 
 
 def _is_racy(identity: FileIdentity) -> bool:
-    return abs(time.time_ns() - identity[2]) < _RACY_NS
+    return abs(time.time_ns() - identity.mtime_ns) < _RACY_NS
 
 
 class _FastPath:
