@@ -108,15 +108,18 @@ def test_names_from_env_files_and_volume_mix(tmp_path, canary):
         "FROM_FILE_FILE": str(plain),
         f"{PASSWORD}_FILE": str(volume / PASSWORD),  # a NAME_FILE inside a volume
     }
-    loader = Loader(env=env, secret_dirs=[volume])
-    snap = loader.snapshot(["FROM_ENV", "FROM_FILE", USER, PASSWORD])
+    provider = {"FROM_PROVIDER": "provided-value"}.get
+    loader = Loader(env=env, secret_dirs=[volume], provider=provider)
+    snap = loader.snapshot(["FROM_ENV", "FROM_FILE", "FROM_PROVIDER", USER, PASSWORD])
     assert {k: v.reveal() for k, v in snap.items()} == {
         "FROM_ENV": "env-value",
         "FROM_FILE": "plain-value",
+        "FROM_PROVIDER": "provided-value",
         USER: "user-1",
         PASSWORD: canary.value,
     }
     assert snap[PASSWORD].source == "file" and snap[USER].source == "directory"
+    assert snap["FROM_PROVIDER"].source == "provider"
     canary.assert_absent(repr(snap), str(snap))
 
 
