@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _list_rules() -> str:
     return "\n".join(
-        f"{r.id}  {r.severity.value:<7}  {r.name:<26}  {r.summary}" for r in RULES.values()
+        f"{r.id}  {r.severity.value:<7}  {r.name:<28}  {r.summary}" for r in RULES.values()
     ) + "\n"
 
 

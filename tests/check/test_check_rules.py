@@ -1,0 +1,43 @@
+"""The rule registry and its documentation agree: stable, unique IDs and names, and a
+docs/rules.md section per rule with its severity, why, a bad and a good example, a fix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agentos_secrets.check.findings import RULES
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+
+
+def _sections() -> dict[str, str]:
+    text = DOCS.read_text()
+    parts = re.split(r"^### ", text, flags=re.MULTILINE)[1:]
+    return {part.split()[0]: part for part in parts}
+
+
+def test_ids_and_names_are_unique_and_well_formed():
+    names = [r.name for r in RULES.values()]
+    assert len(set(names)) == len(names)
+    for rule_id, rule in RULES.items():
+        assert re.fullmatch(r"AS[1-3]\d\d", rule_id) and rule.id == rule_id
+        assert re.fullmatch(r"[a-z0-9-]+", rule.name)
+        assert rule.fix.endswith(".") and "\n" not in rule.fix
+
+
+def test_docs_have_exactly_the_registered_rules():
+    assert list(_sections()) == list(RULES)
+
+
+@pytest.mark.parametrize("rule_id", list(RULES))
+def test_each_rule_is_documented_fully(rule_id):
+    rule = RULES[rule_id]
+    section = _sections()[rule_id]
+    assert section.startswith(f"{rule_id} {rule.name}\n")
+    assert f"**{rule.severity.value}**" in section
+    assert ("prod only" in section) == (rule.profiles == ("prod",))
+    assert "Why:" in section and "Fix:" in section
+    assert re.search(r"\bbad\b", section) and re.search(r"\bgood\b", section), rule_id
