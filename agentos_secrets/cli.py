@@ -9,21 +9,49 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .loader import Loader
+
 __all__ = ["main"]
+
+
+def _loader_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Loader options shared by ``fingerprint`` and ``explain``."""
+    parser.add_argument("names", nargs="+", metavar="NAME")
+    parser.add_argument(
+        "--secret-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory with one file per secret (repeatable, searched in order)",
+    )
+    parser.add_argument(
+        "--on-conflict",
+        choices=("warn", "error", "prefer-file"),
+        default="warn",
+        help="when NAME and NAME_FILE are both set (default: warn, NAME wins)",
+    )
+
+
+def _loader(args: argparse.Namespace) -> Loader:
+    from . import Loader
+
+    return Loader(secret_dirs=args.secret_dir, on_conflict=args.on_conflict)
 
 
 def _fingerprint(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="agentos-secrets fingerprint",
         description="Print the safe fingerprint of each named secret, resolved by the Loader "
-        "from this process's environment (NAME, NAME_FILE, --secret-dir).",
+        "from this process's environment (NAME, NAME_FILE, --secret-dir). Exit status: 0 when "
+        "every secret resolved, 2 when one is missing or unreadable (the error is on stderr).",
     )
-    parser.add_argument("names", nargs="+", metavar="NAME")
-    parser.add_argument("--secret-dir", action="append", default=[], metavar="DIR")
+    _loader_arguments(parser)
     args = parser.parse_args(argv)
-    from . import Loader, SecretError
+    from . import SecretError
 
-    loader = Loader(secret_dirs=args.secret_dir)
+    loader = _loader(args)
     status = 0
     for name in args.names:
         try:
@@ -39,17 +67,18 @@ def _fingerprint(argv: Sequence[str]) -> int:
 def _explain(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="agentos-secrets explain",
-        description="Say where each named secret comes from and what it shadows; never the value.",
+        description="Say where each named secret comes from and what it shadows; never the "
+        "value. Exit status: 0 when every secret was found, 1 when one is missing or its "
+        "source is broken (the error is printed), 2 for an invalid name.",
     )
-    parser.add_argument("names", nargs="+", metavar="NAME")
-    parser.add_argument("--secret-dir", action="append", default=[], metavar="DIR")
+    _loader_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
     import json
 
-    from . import Loader, SecretError
+    from . import SecretError
 
-    loader = Loader(secret_dirs=args.secret_dir)
+    loader = _loader(args)
     status = 0
     for name in args.names:
         try:
