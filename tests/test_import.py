@@ -63,9 +63,3 @@ def test_the_public_surface_is_importable_and_still_lazy() -> None:
     code = "from agentos_secrets import Loader, Secret, SecretError, Explanation"
     assert not (_top_level(_modules_after(code)) & set(HEAVY))
 
-
-def test_a_fingerprint_loads_cryptography_only_when_asked() -> None:
-    modules = _modules_after(
-        "from agentos_secrets import Secret\nSecret('x').fingerprint()"
-    )
-    assert "cryptography" in _top_level(modules)
