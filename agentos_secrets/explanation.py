@@ -116,19 +116,23 @@ class Explanation:
         }
 
     def __str__(self) -> str:
-        if not self.found:
-            head = f"{self.name}: missing"
-        else:
-            where = {
-                "env": f"environment variable {self.variable}",
-                "file": f"file {self.path} (from {self.variable})",
-                "directory": f"file {self.path} (secret directory)",
-                "provider": "the provider",
-            }.get(self.source or "", self.source or "?")
+        where = {
+            "env": f"environment variable {self.variable}",
+            "file": f"file {self.path} (from {self.variable})",
+            "directory": f"file {self.path} (secret directory)",
+            "provider": "the provider",
+        }.get(self.source or "", self.source or "?")
+        if self.found:
             head = f"{self.name}: from {where}"
             head += "; follows the file as it rotates" if self.rotates else "; static"
             if self.fingerprint:
                 head += f"; fingerprint {self.fingerprint}"
+        elif self.source is not None or self.error:
+            # The source that answers is broken: say so rather than "missing", since
+            # get() raises here instead of returning the default.
+            head = f"{self.name}: unusable (from {where if self.source else 'its source'})"
+        else:
+            head = f"{self.name}: missing"
         lines = [head]
         if self.conflict:
             lines.append(f"  conflict: {self.conflict}")

@@ -363,6 +363,7 @@ def test_bad_input_is_reported_by_explain_without_raising(tmp_path: Path, canary
     assert not explanation.found
     assert explanation.source == "file" and explanation.path == path
     assert explanation.error is not None and "writable by group or others" in explanation.error
+    assert str(explanation).startswith(f"{NAME}: unusable (from file {path} (from {FILE_VAR}))")
     canary.assert_absent(str(explanation), json.dumps(explanation.as_dict()))
 
 
