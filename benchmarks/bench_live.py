@@ -8,7 +8,8 @@ is read is re-read by design (racy-write protection), which is not the steady st
 
 Alternatives shown for scale: re-reading the file on every call (what a loader without
 a cache, like the original Go one, pays) and, for the snapshot, 100 cached ``get()``
-calls (fast, but can mix generations) and 100 cold reads.
+calls (fast, but can mix generations) and 100 cold reads. Last, the latency from a
+kubelet swap to a ``watch()`` callback, beside the cost of the fingerprint it carries.
 """
 
 from __future__ import annotations
@@ -142,12 +143,56 @@ def _verify() -> None:
           f" ({figures['verify'] / figures['get']:.1f}x a cached get() of an env value)")
 
 
+def _watch(root: str) -> None:
+    """Rotation to callback through real inotify, with no coalescing window (debounce=0).
+
+    The callback's fingerprints are the slow PBKDF2 derivation on purpose (see
+    ``secret.py``); its cost, measured alone in the same run, is most of the latency.
+    """
+    import statistics
+    import threading
+
+    from agentos_secrets import Secret
+
+    writer = AtomicWriter(os.path.join(root, "watched"))
+    writer.write({"BENCH_W": "w-0"})
+    loader = Loader(env={}, secret_dirs=[writer.target_dir])
+    arrived = threading.Event()
+    latencies: list[float] = []
+    started = [0.0]
+
+    def callback(name: str, old: str | None, new: str | None) -> None:
+        latencies.append(time.perf_counter() - started[0])
+        arrived.set()
+
+    rotations = 20
+    fingerprints: list[float] = []
+    with loader.watch(callback, ["BENCH_W"], debounce=0.0, max_wait=0.0):
+        for i in range(1, rotations + 1):
+            arrived.clear()
+            started[0] = time.perf_counter()
+            writer.write({"BENCH_W": f"w-{i}"})
+            if not arrived.wait(10):
+                print("  watch(): a callback did not arrive within 10 s")
+                return
+            fp_started = time.perf_counter()  # interleaved: same load as the rotation
+            Secret(f"fingerprint-cost-{i}").fingerprint()
+            fingerprints.append(time.perf_counter() - fp_started)
+    median = statistics.median(latencies)
+    fingerprint = statistics.median(fingerprints)
+    print(f"watch(): kubelet swap to callback, debounce=0, {rotations} rotations")
+    print(f"  median {median * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms;"
+          f" one fingerprint alone (the slow PBKDF2 the callback carries): median"
+          f" {fingerprint * 1000:.1f} ms, so the callback takes {median / fingerprint:.1f}x it")
+
+
 def main() -> None:
     root = tempfile.mkdtemp(prefix="bench-live-")
     try:
         _hot_path(root)
         _snapshot(root)
         _verify()
+        _watch(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
