@@ -8,7 +8,7 @@ Fingerprints
 ------------
 ``fingerprint()`` is a short identifier that is safe to print, store in a state file, put
 in a Kubernetes annotation or compare across hosts. It is derived with PBKDF2-HMAC-SHA256
-(``cryptography``), 100,000 iterations, over a fixed, versioned salt. Why:
+(``hashlib.pbkdf2_hmac``, OpenSSL), 100,000 iterations, over a fixed, versioned salt. Why:
 
 * *slow*: a fingerprint that leaks (a log, an annotation readable by anyone who can read
   the Deployment) must not let an attacker test guesses of a weak secret cheaply, which an
@@ -66,16 +66,13 @@ def fingerprint_bytes(data: bytes) -> str:
     cached = _fingerprint_cache.get(memo_key)
     if cached is not None:
         return cached
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-
-    kdf = PBKDF2HMAC(
-        algorithm=hashes.SHA256(),
-        length=_FINGERPRINT_BYTES,
-        salt=salt,
-        iterations=_FINGERPRINT_ITERATIONS,
+    # The standard library's OpenSSL-backed PBKDF2 gives the same bytes as
+    # ``cryptography``'s; loading ``cryptography`` would add ~8 MiB to the sidecar's
+    # resident memory (budget: 30 MiB), for about 10 ms saved per derivation.
+    derived = hashlib.pbkdf2_hmac(
+        "sha256", data, salt, _FINGERPRINT_ITERATIONS, dklen=_FINGERPRINT_BYTES
     )
-    result = FINGERPRINT_PREFIX + kdf.derive(data).hex()
+    result = FINGERPRINT_PREFIX + derived.hex()
     if len(_fingerprint_cache) >= _FINGERPRINT_CACHE_MAX:
         _fingerprint_cache.clear()
     _fingerprint_cache[memo_key] = result

@@ -19,6 +19,7 @@ header value or a key.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,19 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["HttpAction"]
 
 USER_AGENT = "agentos-secrets-sidecar/0.1.0"
+
+
+def _tls_context(url: str) -> ssl.SSLContext | bool:
+    """The default verifying context for https; for plain http one without CA certificates.
+
+    httpx builds its TLS context when the client is created, loading the whole CA bundle
+    (about 1.5 MiB of resident memory) even for a loopback ``http://`` URL. A context
+    with no CA certificates still verifies (``CERT_REQUIRED``), so it fails closed if it
+    were ever used; redirects are not followed.
+    """
+    if url.lower().startswith("https://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 class HttpAction:
@@ -68,7 +82,10 @@ class HttpAction:
         self.uses_fingerprint = send_fingerprint
         self._where = f"{method} {redact_url(url)}"
         self._client: httpx.Client = httpx.Client(
-            timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=False,
+            verify=_tls_context(url),
         )
 
     def __repr__(self) -> str:
