@@ -76,6 +76,18 @@ _RACY_NS = int(RACY_SECONDS * 1e9)
 _SNAPSHOT_ATTEMPTS = 20
 
 
+def _never_rotates(path: str) -> str | None:
+    """Why the file at ``path`` can never change, or None: a single mounted file.
+
+    That is what a Secret mounted with ``subPath`` looks like, and the kubelet never
+    updates it (kubernetes issue 50345). ``watch.layout_of`` is the one place that knows.
+    """
+    from .watch import layout_of  # reads /proc/self/mountinfo; explain() only
+
+    layout = layout_of(path)
+    return layout.warning if layout.kind == "mounted-file" else None
+
+
 def _is_racy(identity: FileIdentity) -> bool:
     return abs(time.time_ns() - identity.mtime_ns) < _RACY_NS
 
@@ -262,11 +274,16 @@ class Loader:
         if secret is None or origin is None:
             return Explanation(name=key, found=False, shadowed=shadowed, conflict=conflict)
         error = None
+        rotates = origin.rotates
         if origin.path is not None:
             entry = self._cache.get(origin.path)
             if entry is not None and entry.error is not None:
                 error = str(entry.error)
                 notes.append("the last re-read failed; the last good value is kept")
+            frozen = _never_rotates(origin.path)
+            if frozen is not None:
+                rotates = False
+                notes.append(frozen)
         kept = self._grace.count(key)
         if kept:
             notes.append(
@@ -282,7 +299,7 @@ class Loader:
             source=origin.kind,
             variable=origin.variable,
             path=origin.path,
-            rotates=origin.rotates,
+            rotates=rotates,
             shadowed=shadowed,
             conflict=conflict,
             error=error,
