@@ -68,11 +68,15 @@ def _list_rules() -> str:
 
 def _run(args: argparse.Namespace) -> tuple[list[Finding], list[tuple[str, str]],
                                               list[Manifests], str]:
-    from . import rules_env, rules_manifests, rules_nodes
+    from . import rules_env
     from .suppress import parse_ignores
 
     parse_ignores(args.ignore)  # fail fast on a malformed suppression
-    expected = dict(rules_nodes.parse_expectation(e) for e in args.expect_fingerprint)
+    expected: dict[str, str] = {}
+    if args.expect_fingerprint:
+        from . import rules_nodes
+
+        expected = dict(rules_nodes.parse_expectation(e) for e in args.expect_fingerprint)
     if args.no_env and (args.env_file or expected):
         raise InputError("--no-env cannot be combined with --env-file or --expect-fingerprint")
     env = load_environment(args.env_file, args.profile)
@@ -83,9 +87,13 @@ def _run(args: argparse.Namespace) -> tuple[list[Finding], list[tuple[str, str]]
         findings.extend(rules_env.check_environment(env))
         inputs.append(("environment", args.env_file or "this process"))
     if expected:
-        findings.extend(rules_nodes.check_fingerprints(env, expected))
+        from .rules_nodes import check_fingerprints
+
+        findings.extend(check_fingerprints(env, expected))
         inputs.append(("fingerprints", ", ".join(sorted(expected))))
     loaded = [load_manifests(spec) for spec in args.manifests]
+    if loaded:  # the manifest rules (and yaml) load only when there are manifests
+        from . import rules_manifests
     for manifests in loaded:
         if not rules_manifests.relevant(manifests):
             raise InputError(

@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Environment",
@@ -51,8 +46,7 @@ def normalize_profile(value: str | None) -> str:
     return "prod" if (value or "").strip().lower() == "prod" else "dev"
 
 
-@dataclass(frozen=True)
-class Environment:
+class Environment(NamedTuple):
     """The variables checked, where they came from (``None``: this process)."""
 
     variables: Mapping[str, str]
@@ -118,8 +112,7 @@ def load_environment(env_file: str | None, profile: str | None) -> Environment:
 # -- manifests -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class K8sObject:
+class K8sObject(NamedTuple):
     """One Kubernetes object of the stream, with a printable identity."""
 
     body: Mapping[str, Any]
@@ -157,12 +150,11 @@ class K8sObject:
         return "/".join(parts)
 
 
-@dataclass(frozen=True)
-class Manifests:
+class Manifests(NamedTuple):
     """The objects of one manifests input and the path (or ``-``) they came from."""
 
     source: str
-    objects: tuple[K8sObject, ...] = field(default=())
+    objects: tuple[K8sObject, ...] = ()
 
     def of_kind(self, *kinds: str) -> Iterator[K8sObject]:
         return (o for o in self.objects if o.kind in kinds)
@@ -210,6 +202,9 @@ def find_kubectl(explicit: str | None = None) -> str:
     installed beside this interpreter (so the version pinned in pyproject is used), then
     ``kubectl`` on PATH.
     """
+    import shutil
+    import sysconfig
+
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return explicit
@@ -230,6 +225,8 @@ def find_kubectl(explicit: str | None = None) -> str:
 
 
 def _render(directory: str, kubectl: str) -> str:
+    import subprocess
+
     try:
         proc = subprocess.run(
             [kubectl, "kustomize", directory],
@@ -282,7 +279,8 @@ def load_manifests(
         where = spec
     else:
         try:
-            text = Path(spec).read_text(encoding="utf-8")
+            with open(spec, encoding="utf-8") as handle:
+                text = handle.read()
         except FileNotFoundError:
             raise InputError(f"--manifests {spec}: no such file or directory") from None
         except OSError as exc:

@@ -115,26 +115,22 @@ def signing_key_problem(data: bytes) -> str | None:
     that is RSA >= 2048 bits, EC on P-256/P-384/P-521, Ed25519 or Ed448; otherwise at
     least 32 bytes of key material (hex and base64 are decoded first).
     """
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    looks_pem = b"-----BEGIN" in data
-    key = None
-    if looks_pem:
-        try:
-            key = load_pem_private_key(data.strip() + b"\n", password=None)
-        except TypeError:
-            return "is an encrypted private key; the platform cannot unlock it"
-        except Exception:  # noqa: BLE001 - any parse failure means "not a usable key"
-            key = None
-    if key is None:
-        if looks_pem:
-            return "is PEM that does not load as an unencrypted private key"
+    if b"-----BEGIN" not in data:
         length = _material_length(data)
         if length < MIN_KEY_MATERIAL_BYTES:
             return (f"holds {length} bytes of key material; at least "
                     f"{MIN_KEY_MATERIAL_BYTES} are needed (or a private key)")
         return None
+    # Only PEM needs cryptography (about 60 ms to import): raw material is judged without.
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(data.strip() + b"\n", password=None)
+    except TypeError:
+        return "is an encrypted private key; the platform cannot unlock it"
+    except Exception:  # noqa: BLE001 - any parse failure means "not a usable key"
+        return "is PEM that does not load as an unencrypted private key"
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < 2048:
             return f"is an RSA key of {key.key_size} bits; at least 2048 are needed"

@@ -8,10 +8,8 @@ described in ``tool.driver.rules`` so that code-scanning UIs can show the fix.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from urllib.parse import quote
+from typing import NamedTuple
 
 from .findings import RULES, Finding, Severity
 
@@ -22,8 +20,7 @@ SCHEMA_ID = "agentos-secrets/check-report/v1"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     """The outcome of one run: findings (suppressed ones included) and the verdict."""
 
     findings: Sequence[Finding]
@@ -105,6 +102,8 @@ def _finding_json(f: Finding) -> dict[str, object]:
 
 
 def _json(report: Report) -> str:
+    import json
+
     doc = {
         "schema": SCHEMA_ID,
         "tool": {"name": "agentos-secrets", "version": report.version},
@@ -129,6 +128,8 @@ _RULE_IDS = sorted(RULES)
 
 
 def _uri(path: str) -> str:
+    from urllib.parse import quote
+
     return quote(path, safe="/:")
 
 
@@ -171,6 +172,8 @@ def _sarif_result(f: Finding) -> dict[str, object]:
 
 
 def _sarif(report: Report) -> str:
+    import json
+
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",

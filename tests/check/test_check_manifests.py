@@ -155,8 +155,8 @@ def test_kubectl_search_order(monkeypatch, tmp_path):
     assert inputs.find_kubectl() == os.path.join(os.path.dirname(sys.executable), "kubectl")
     empty = tmp_path / "empty"
     empty.mkdir()
-    monkeypatch.setattr(inputs.sysconfig, "get_path", lambda _: str(empty))
-    monkeypatch.setattr(inputs.sys, "executable", str(empty / "python"))
+    monkeypatch.setattr("sysconfig.get_path", lambda _: str(empty))
+    monkeypatch.setattr(sys, "executable", str(empty / "python"))
     on_path = tmp_path / "bin"
     on_path.mkdir()
     fake = on_path / "kubectl"
