@@ -75,6 +75,7 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         fingerprint: Callable[[bytes], str] = fingerprint_bytes,
+        record_in_background: bool = False,
     ) -> None:
         self.detector = detector
         self.action = action
@@ -109,6 +110,8 @@ class Engine:
         self.next_resync = 0.0
         self._logged_warnings: set[str] = set()
         self._ready_cache: tuple[float, str | None] | None = None
+        self._record_lock = threading.Lock()
+        self._recorder = _Recorder(self._record) if record_in_background else None
 
     # -- called from other threads ------------------------------------------------------
     def hint(self, hint: Hint) -> None:
@@ -122,6 +125,11 @@ class Engine:
         with self._cond:
             self._stopping = True
             self._cond.notify()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every success is recorded in the state file (before exiting)."""
+        if self._recorder is not None:
+            self._recorder.flush(timeout)
 
     # -- start-up -----------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -172,18 +180,16 @@ class Engine:
         full = now >= self.next_resync
         if full:
             self._recheck(now)
+        changed = False
         if dirty or full:
             combined = self.detector.refresh(None if full else dirty)
             if combined != self.seen:
+                changed = True
                 self.seen = combined
                 self.metrics.changes.inc()
                 self.coalescer.notice(now)
                 if self.detected_at is None:
                     self.detected_at = now
-                _log(logging.INFO, "content change detected",
-                     where=sorted(dirty) if not full else "re-check",
-                     debounce_s=self.coalescer.debounce)
-                self._log_problems()
         if self.coalescer.take(now):
             if self.seen != self.applied:
                 self.desired = True
@@ -195,6 +201,11 @@ class Engine:
                 self.detected_at = None
         if self.desired and not self.coalescer.pending:
             self._maybe_attempt(now)
+        if changed:  # logged after a --debounce 0 action, not in its way
+            _log(logging.INFO, "content change detected",
+                 where=sorted(dirty) if not full else "re-check",
+                 debounce_s=self.coalescer.debounce)
+            self._log_problems()
         self._update_gauges()
         return self._next_deadline(now)
 
@@ -238,22 +249,26 @@ class Engine:
         self.last_attempted = target
         duration = end - start
         if error is None:
-            fingerprint = fingerprint or self._fingerprint(target)
             latency = end - self.detected_at if self.detected_at is not None else None
             self.metrics.action_result("success", duration)
             if latency is not None:
                 self.metrics.latency.observe(latency)
             self.metrics.last_success.set(self.wall())
-            previous = self.applied_fp
-            self.applied, self.applied_fp = target, fingerprint
-            self._save(fingerprint)
+            self.applied = target
             self.backoff.reset()
             self.last_error = None
-            _log(logging.INFO, "action succeeded", action=self.action.kind,
-                 fingerprint=fingerprint, previous=previous,
-                 duration_ms=round(duration * 1000, 2),
-                 detection_to_action_ms=None if latency is None else round(latency * 1000, 2))
             self._settled()
+            fields: dict[str, object] = {
+                "action": self.action.kind,
+                "previous": self.applied_fp,
+                "duration_ms": round(duration * 1000, 2),
+                "detection_to_action_ms": None if latency is None else round(latency * 1000, 2),
+            }
+            if fingerprint or self._recorder is None:
+                self._record(target, fingerprint, fields)
+            else:
+                # The ~20 ms derivation would delay the reaction to a next rotation.
+                self._recorder.submit(target, fields)
             return
         if error.retryable:
             delay = self.backoff.next_delay()
@@ -269,6 +284,15 @@ class Engine:
              action=self.action.kind, error=str(error), status=error.status,
              retry_in_s=round(delay, 3), failures=self.backoff.failures)
         self.metrics.set_warning("config_error", 0 if error.retryable else 1)
+
+    def _record(self, target: bytes, fingerprint: str, fields: dict[str, object]) -> None:
+        """Derive the fingerprint if needed, save it, log the success (any thread)."""
+        fingerprint = fingerprint or self._fingerprint(target)
+        with self._record_lock:
+            if self.applied == target:  # a newer success may have overtaken this one
+                self.applied_fp = fingerprint
+                self._save(fingerprint)
+        _log(logging.INFO, "action succeeded", fingerprint=fingerprint, **fields)
 
     def _settled(self) -> None:
         self.desired = False
@@ -390,3 +414,53 @@ class Engine:
                     self._cond.wait(max(0.0, deadline - self.clock()))
                 if self._stopping:
                     return
+
+
+class _Recorder:
+    """One background thread that derives fingerprints and saves state, in order.
+
+    Only used when the action does not need the fingerprint itself: the loop is then
+    free to react to the next rotation at once. A kill in the ~20 ms window before the
+    save means one extra action after the restart, never a lost one.
+    """
+
+    def __init__(self, record: Callable[[bytes, str, dict[str, object]], None]) -> None:
+        import queue
+
+        self._record = record
+        self._queue: queue.SimpleQueue[tuple[bytes, dict[str, object]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, target: bytes, fields: dict[str, object]) -> None:
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sidecar-recorder", daemon=True
+                )
+                self._thread.start()
+        self._queue.put((target, fields))
+
+    def flush(self, timeout: float) -> None:
+        self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._record(item[0], "", item[1])
+            except Exception:  # keep recording later successes
+                logger.error("recording an applied change failed", exc_info=True)
+            with self._lock:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._idle.set()

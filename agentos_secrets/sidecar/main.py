@@ -90,6 +90,7 @@ def _run(config: Config, action: object) -> int:
         state_file=StateFile(config.state_file) if config.state_file else None,
         watcher=watcher,
         action_budget=_action_budget(config),
+        record_in_background=True,
     )
 
     server: Server | None = None
@@ -140,6 +141,7 @@ def _run(config: Config, action: object) -> int:
     finally:
         engine.stop()
         thread.join(timeout=_action_budget(config) + 5)
+        engine.flush()
         if server is not None:
             server.stop()
         watcher.stop()
