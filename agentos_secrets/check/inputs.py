@@ -180,8 +180,10 @@ def parse_yaml_stream(text: str, where: str) -> tuple[K8sObject, ...]:
     """Parse a multi-document YAML stream into objects (``kind: List`` is flattened)."""
     import yaml
 
+    # libyaml's loader when pyyaml was built with it (about 5x faster), same safe subset.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
