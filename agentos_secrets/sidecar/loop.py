@@ -380,13 +380,26 @@ class Engine:
             "applied_fingerprint": self.applied_fp,
         }
 
-    def readiness(self, now: float) -> tuple[bool, dict[str, object]]:
-        """Ready: baseline recorded, watches up, the action's target found."""
+    def startup(self, now: float) -> tuple[bool, dict[str, object]]:
+        """Started: baseline recorded and watches up; the target is *not* required.
+
+        For a native sidecar's ``startupProbe``: the app container starts only after
+        this passes, so requiring the app's process here would deadlock the pod.
+        """
+        reasons = self._startup_reasons()
+        return not reasons, {"reasons": reasons}
+
+    def _startup_reasons(self) -> list[str]:
         reasons: list[str] = []
         if not self.started:
             reasons.append("baseline not recorded yet")
         if self.watcher is not None and not self.watcher.alive():
             reasons.append("watches not up")
+        return reasons
+
+    def readiness(self, now: float) -> tuple[bool, dict[str, object]]:
+        """Ready: baseline recorded, watches up, the action's target found."""
+        reasons = self._startup_reasons()
         cached = self._ready_cache
         if cached is None or now - cached[0] > _READY_CACHE:
             try:

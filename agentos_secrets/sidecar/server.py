@@ -5,6 +5,9 @@
   "up" while the watch has been dead for hours (kiwigrid k8s-sidecar issue 621) hides
   exactly the failure that matters.
 * ``/readyz``: the baseline is recorded, the watches are up, the action has its target.
+* ``/startupz``: the baseline is recorded and the watches are up, target not required:
+  for a native sidecar's ``startupProbe`` (the app starts only after it passes, so a
+  probe that waits for the app's process would deadlock the pod, kiwigrid issue 432).
 * ``/metrics``: Prometheus text. With ``AGENTOS_METRICS_REQUIRE_AUTH=1`` (as every AgentOS
   service in ``prod``) it needs ``Authorization: Bearer <AGENTOS_SERVICE_TOKEN>``; the
   token is resolved through the :class:`~agentos_secrets.Loader` on every request (so it
@@ -112,6 +115,8 @@ def _make_handler(
                 self._json(*engine.health(clock()))
             elif path == "/readyz":
                 self._json(*engine.readiness(clock()))
+            elif path == "/startupz":
+                self._json(*engine.startup(clock()))
             elif path == "/metrics":
                 allowed = auth.allowed(self.headers.get("Authorization"))
                 metrics.set_warning("metrics_auth", 1 if auth.problem else 0)

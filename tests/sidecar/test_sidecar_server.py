@@ -77,13 +77,16 @@ def test_probes_before_and_after_start(served):
     assert httpx.get(url + "/nope").status_code == 404
 
 
-def test_readyz_says_why_the_target_is_missing(served):
+def test_readyz_says_why_the_target_is_missing_startupz_does_not_wait_for_it(served):
     url, engine, _ = served()
     engine.action.reason = "no process with name 'agentos'"
+    assert httpx.get(url + "/startupz").status_code == 503
     engine.start(time.monotonic())
     ready = httpx.get(url + "/readyz")
     assert ready.status_code == 503
     assert ready.json()["reasons"] == ["no process with name 'agentos'"]
+    # a native sidecar's startupProbe must not wait for the app it starts before
+    assert httpx.get(url + "/startupz").status_code == 200
 
 
 def test_healthz_fails_when_the_watch_dies(served):
