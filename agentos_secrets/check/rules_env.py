@@ -65,9 +65,18 @@ def _resolve(
     return secret, None
 
 
-def _judge_value(name: str, secret: Secret, prod: bool, src: str | None) -> Iterator[Finding]:
+def _where(name: str, secret: Secret, env: Environment, src: str | None) -> dict[str, str | None]:
+    """Where a judged value lives: ``NAME_FILE`` and its path when it came from a file."""
+    if secret.source == "file":
+        return {"variable": f"{name}_FILE", "path": env.variables.get(f"{name}_FILE", "").strip(),
+                "source": src}
+    return {"variable": name, "path": None, "source": src}
+
+
+def _judge_value(
+    name: str, secret: Secret, prod: bool, where: dict[str, str | None]
+) -> Iterator[Finding]:
     text = secret.reveal()
-    where = dict(variable=name, source=src)
     if prod:
         reason = quality.placeholder(text)
         if reason:
@@ -144,7 +153,7 @@ def check_environment(env: Environment) -> list[Finding]:
             findings.append(Finding(
                 rule("AS109"), f"{name} comes from the environment, not from {name}_FILE",
                 variable=name, source=src))
-        findings.extend(_judge_value(name, secret, prod, src))
+        findings.extend(_judge_value(name, secret, prod, _where(name, secret, env, src)))
         previous, problem = _resolve(loader, name + "_PREVIOUS", False, src)
         if problem is not None:
             findings.append(problem)
