@@ -455,7 +455,8 @@ class Loader:
         if origin.kind == "directory":
             dirs = self.secret_dirs
             index = dirs.index(origin.directory) if origin.directory in dirs else 0
-            absent = tuple(os.path.join(d, name) for d in dirs[:index])
+            if index:  # (no generator to build for the usual first directory)
+                absent = tuple(os.path.join(d, name) for d in dirs[:index])
             if index >= len(self._secret_dirs):  # found in $CREDENTIALS_DIRECTORY
                 env = marks
         if origin.kind != "env":
