@@ -97,7 +97,7 @@ def _in_process_rules(rendered: str, runs: int) -> float:
 
 
 def main() -> None:
-    from agentos_secrets.check.inputs import find_kubectl
+    from agentos_secrets.check.kustomize import find_kubectl
 
     exe = [sys.executable, "-m", "agentos_secrets"]
     with tempfile.TemporaryDirectory() as tmp:

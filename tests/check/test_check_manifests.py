@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from check_lib import MANIFEST_VARIANTS
 
-from agentos_secrets.check import inputs
+from agentos_secrets.check import kustomize
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 
 
 def _render(directory: Path) -> str:
-    kubectl = inputs.find_kubectl()
+    kubectl = kustomize.find_kubectl()
     return subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True,
                           text=True, check=True, timeout=60).stdout
 
@@ -144,15 +144,15 @@ def test_failing_kustomize_is_exit_2(run_check, tmp_path):
 
 
 def test_missing_kubectl_is_exit_2(run_check, monkeypatch):
-    monkeypatch.setenv(inputs.KUBECTL_ENV, "/nonexistent/kubectl")
+    monkeypatch.setenv(kustomize.KUBECTL_ENV, "/nonexistent/kubectl")
     run = run_check("--no-env", "--manifests", str(MANIFEST_VARIANTS / "good"))
-    assert run.code == 2 and inputs.KUBECTL_ENV in run.err
+    assert run.code == 2 and kustomize.KUBECTL_ENV in run.err
 
 
 def test_kubectl_search_order(monkeypatch, tmp_path):
     """The wheel's kubectl beside the interpreter first, then PATH, then a clear error."""
-    monkeypatch.delenv(inputs.KUBECTL_ENV, raising=False)
-    assert inputs.find_kubectl() == os.path.join(os.path.dirname(sys.executable), "kubectl")
+    monkeypatch.delenv(kustomize.KUBECTL_ENV, raising=False)
+    assert kustomize.find_kubectl() == os.path.join(os.path.dirname(sys.executable), "kubectl")
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setattr("sysconfig.get_path", lambda _: str(empty))
@@ -163,10 +163,10 @@ def test_kubectl_search_order(monkeypatch, tmp_path):
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(on_path))
-    assert inputs.find_kubectl() == str(fake)
+    assert kustomize.find_kubectl() == str(fake)
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(inputs.InputError, match="kubectl not found"):
-        inputs.find_kubectl()
+    with pytest.raises(kustomize.InputError, match="kubectl not found"):
+        kustomize.find_kubectl()
 
 
 # -- suppressions ---------------------------------------------------------------------------
@@ -222,3 +222,16 @@ def test_bad_annotation_is_exit_2(run_check, tmp_path):
     path.write_text(yaml.safe_dump_all(docs))
     run = run_check("--no-env", "--manifests", str(path))
     assert run.code == 2 and "secrets.agentos.io/ignore" in run.err
+
+
+@pytest.mark.parametrize("literals", ["['{c}']", "['A={c}', 'B {c}']"])
+def test_kustomize_errors_never_quote_generator_values(run_check, tmp_path, canary, literals):
+    """kustomize quotes secretGenerator input in some errors ('literal sources [VALUE]:
+    invalid literal source VALUE, expected key=value'): the message is passed on with
+    every generator value redacted."""
+    (tmp_path / "kustomization.yaml").write_text(
+        "secretGenerator:\n  - name: agentos-secrets\n    literals: "
+        + literals.format(c=canary.value) + "\n")
+    run = run_check("--no-env", "--manifests", str(tmp_path))
+    assert run.code == 2 and "invalid literal source <redacted>" in run.err, run.err
+    canary.assert_absent(run.out, run.err)
