@@ -13,7 +13,8 @@ Two layouts, N = 10, 100, 1000 secrets each:
 "Cold" means a fresh ``Loader`` per repetition: every secret is located, opened, checked
 (fstat, mode, size), read and validated, exactly what a service pays at start-up. The
 alternatives run interleaved with the Loader in each repetition so that load on a shared
-machine hits all alike; each figure is the median of the repetitions. Results are freed
+machine hits all alike; each time is the median of the repetitions, each ratio the median
+of the per-repetition ratios (pairs that ran back to back). Results are freed
 after the clock stops (a service keeps its Loader), and ``CREDENTIALS_DIRECTORY`` is off
 because the plain loop does not look at it either.
 
@@ -23,6 +24,7 @@ of the plain loop (which does no safety checks at all).
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import tempfile
@@ -35,7 +37,7 @@ from agentos_secrets.testing import AtomicWriter
 
 SIZES = (10, 100, 1000)
 #: Approximate seconds of Loader work per size; repetitions follow from it.
-BUDGET_S = float(os.environ.get("BENCH_LOADER_BUDGET", "0.6"))
+BUDGET_S = float(os.environ.get("BENCH_LOADER_BUDGET", "1.0"))
 MIN_REPS, MAX_REPS = 5, 300
 
 
@@ -99,9 +101,21 @@ def _time(func: Callable[[], object]) -> float:
     return elapsed
 
 
-def _measure(cases: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Median seconds per call of each case, interleaved, rotating the order."""
-    samples: dict[str, list[float]] = {label: [] for label in cases}
+class _Samples(dict[str, list[float]]):
+    """Seconds per call of each case, one list per case, repetition by repetition."""
+
+    def median(self, label: str) -> float:
+        return statistics.median(self[label])
+
+    def ratio(self, label: str, ref: str) -> float:
+        """The median of the per-repetition ratios: each pair ran back to back, so a
+        burst of load from another process affects both sides of a ratio alike."""
+        return statistics.median(a / b for a, b in zip(self[label], self[ref], strict=True))
+
+
+def _measure(cases: dict[str, Callable[[], object]], reps: int) -> _Samples:
+    """Time each case ``reps`` times, interleaved, rotating the order."""
+    samples = _Samples({label: [] for label in cases})
     labels = list(cases)
     for label in labels:  # warm-up: first open of each file, imports, caches
         cases[label]()
@@ -109,7 +123,7 @@ def _measure(cases: dict[str, Callable[[], object]], reps: int) -> dict[str, flo
         shift = rep % len(labels)
         for label in labels[shift:] + labels[:shift]:
             samples[label].append(_time(cases[label]))
-    return {label: statistics.median(s) for label, s in samples.items()}
+    return samples
 
 
 def _reps(n: int) -> int:
@@ -129,14 +143,15 @@ def _file_layout(root: Path, names: list[str]) -> dict[str, str]:
     return env
 
 
-def _row(label: str, seconds: float, n: int, ref: float | None, ref_label: str) -> str:
-    ratio = f"{seconds / ref:6.2f}x {ref_label}" if ref else ""
-    return f"  {label:<30} {seconds * 1e3:9.2f} ms  {seconds / n * 1e6:7.1f} us/secret  {ratio}"
+def _row(label: str, seconds: float, n: int, ratio: float | None = None, ref: str = "") -> str:
+    shown = f"{ratio:6.2f}x {ref}" if ratio else ""
+    return f"  {label:<30} {seconds * 1e3:9.2f} ms  {seconds / n * 1e6:7.1f} us/secret  {shown}"
 
 
 def _bench_files(names: list[str], root: Path, reps: int) -> float:
     """Print the NAME_FILE block; return the Loader / plain-loop ratio."""
     n = len(names)
+    gc.collect()
     env = _file_layout(root, names)
     os.environ.update(env)
     try:
@@ -151,21 +166,22 @@ def _bench_files(names: list[str], root: Path, reps: int) -> float:
     finally:
         for key in env:
             del os.environ[key]
+    ratio = got.ratio("loader", "plain")
     print(f" N={n:<5} from NAME_FILE ({reps} reps)")
-    print(_row("Loader.require (cold)", got["loader"], n, got["plain"], "plain"))
-    print(_row("plain loop NAME, NAME_FILE", got["plain"], n, None, ""))
-    return got["loader"] / got["plain"]
+    print(_row("Loader.require (cold)", got.median("loader"), n, ratio, "plain"))
+    print(_row("plain loop NAME, NAME_FILE", got.median("plain"), n))
+    return ratio
 
 
 def _bench_volume(names: list[str], root: Path, reps: int) -> tuple[float, float]:
     """Print the Secret-volume block; return (Loader / plain, pydantic / Loader)."""
     n = len(names)
+    gc.collect()
     volume = str(root / "volume")
     AtomicWriter(volume, mode=0o644).write(
         {name: f"value-{i:04d}-{'y' * 24}\n" for i, name in enumerate(names)}
     )
-    model = _pydantic_model(names, volume)
-    pyd_reps = max(3, min(reps, int(BUDGET_S * 2 / (0.7e-3 * n))))
+    pyd_reps = max(5, min(reps, int(BUDGET_S * 2 / (0.7e-3 * n))))
     got = _measure(
         {
             "loader": lambda: _loader_cold(names, volume),
@@ -173,14 +189,20 @@ def _bench_volume(names: list[str], root: Path, reps: int) -> tuple[float, float
         },
         reps,
     )
-    got["pydantic"] = _measure({"pydantic": model}, pyd_reps)["pydantic"]
+    # Built only now: its thousands of objects would otherwise make every garbage
+    # collection triggered by the Loader's allocations slower (the plain loop allocates
+    # only strings, which the collector does not track).
+    model = _pydantic_model(names, volume)
+    # pydantic is slow: fewer repetitions, each paired with a Loader run of its own.
+    pyd = _measure({"loader": lambda: _loader_cold(names, volume), "pydantic": model}, pyd_reps)
     last = getattr(model(), names[-1].lower()).get_secret_value()
     assert last == _loader_cold(names, volume)[-1] == _plain_loop(names, volume)[-1]
     print(f" N={n:<5} from a kubelet Secret volume ({reps} reps, pydantic {pyd_reps})")
-    print(_row("Loader.require (cold)", got["loader"], n, got["plain"], "plain"))
-    print(_row("plain loop NAME, _FILE, DIR", got["plain"], n, None, ""))
-    print(_row("pydantic-settings secrets_dir", got["pydantic"], n, got["loader"], "Loader"))
-    return got["loader"] / got["plain"], got["pydantic"] / got["loader"]
+    ratio, speedup = got.ratio("loader", "plain"), pyd.ratio("pydantic", "loader")
+    print(_row("Loader.require (cold)", got.median("loader"), n, ratio, "plain"))
+    print(_row("plain loop NAME, _FILE, DIR", got.median("plain"), n))
+    print(_row("pydantic-settings secrets_dir", pyd.median("pydantic"), n, speedup, "Loader"))
+    return ratio, speedup
 
 
 def _met(ok: bool) -> str:
@@ -190,7 +212,8 @@ def _met(ok: bool) -> str:
 def main() -> None:
     import pydantic_settings  # noqa: F401 - imported before timing, not inside it
 
-    print("Resolving N secrets cold (fresh Loader per repetition; median of interleaved reps)")
+    print("Resolving N secrets cold (fresh Loader per repetition; median of interleaved reps;")
+    print(" ratios: median of per-repetition ratios)")
     print(" plain = os.environ.get(NAME), then NAME_FILE / DIR/NAME with open().read().strip()")
     file_ratio = dir_ratio = speedup = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
