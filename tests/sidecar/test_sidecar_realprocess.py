@@ -292,3 +292,63 @@ def test_configuration_errors_exit_2_naming_the_flag(tmp_path):
     )
     assert result.returncode == 2
     assert "--url (AGENTOS_SIDECAR_URL)" in result.stderr
+
+
+HUP_COUNTER = r"""
+import signal, sys, time
+out = sys.argv[2]
+count = 0
+def hup(signum, frame):
+    global count
+    count += 1
+    open(out, "w").write(str(count))
+signal.signal(signal.SIGHUP, hup)
+open(out + ".ready", "w").close()
+while True:
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture
+def app(tmp_path):
+    """A stand-in for the app: counts SIGHUPs; the marker makes its command line unique."""
+    marker = f"agentos-app-{time.monotonic_ns()}"
+    out = tmp_path / "hups"
+    proc = subprocess.Popen([sys.executable, "-c", HUP_COUNTER, marker, str(out)])
+    _wait(lambda: os.path.exists(f"{out}.ready"), "the app to start")
+    yield proc, marker, out
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(5)
+
+
+def test_signal_action_reaches_the_app_once_per_change(tmp_path, volume, sidecars, app):
+    proc, marker, out = app
+    sidecar = Sidecar(tmp_path, ["--watch", volume.target_dir, "--action", "signal",
+                                 "--target-cmdline", marker, *FAST])
+    sidecars.append(sidecar)
+    sidecar.wait_ready()
+    volume.write({"AGENTOS_SERVICE_TOKEN": "token-1", "AGENTOS_SIGNING_KEY": "key-0"})
+    _wait(lambda: out.exists() and out.read_text() == "1", "one SIGHUP")
+    os.utime(os.path.join(volume.target_dir, "AGENTOS_SERVICE_TOKEN"))
+    rechecks = sidecar.metric("agentos_secrets_sidecar_rechecks_total")
+    _wait(lambda: sidecar.metric("agentos_secrets_sidecar_rechecks_total") >= rechecks + 2,
+          "two re-checks")
+    assert out.read_text() == "1" and proc.poll() is None
+    assert sidecar.stop() == 0
+
+
+def test_restart_action_terminates_the_app(tmp_path, volume, sidecars, app):
+    proc, marker, _ = app
+    sidecar = Sidecar(tmp_path, ["--watch", volume.target_dir, "--action", "restart",
+                                 "--target-cmdline", marker, "--grace-period", "5", *FAST])
+    sidecars.append(sidecar)
+    sidecar.wait_ready()
+    volume.write({"AGENTOS_SERVICE_TOKEN": "token-1", "AGENTOS_SIGNING_KEY": "key-0"})
+    assert proc.wait(DEADLINE) == -signal.SIGTERM
+    _wait(lambda: sidecar.logged("action succeeded") == 1, "the restart to be logged")
+    # the app is gone (the kubelet would restart it): not ready, with the reason
+    _wait(lambda: any("no process" in reason for reason in
+                      httpx.get(sidecar.url + "/readyz").json()["reasons"]), "not ready")
+    assert httpx.get(sidecar.url + "/startupz").status_code == 200
+    assert sidecar.stop() == 0
