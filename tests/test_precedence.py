@@ -336,3 +336,8 @@ def test_loader_agrees_with_the_model(case: Case) -> None:
         if expected[0] == "missing":
             with pytest.raises(MissingSecretError):
                 loader.require(NAME)
+        explanation = loader.explain(NAME)  # explain() tells the same story, never raising
+        assert explanation.found == (expected[0] == "value")
+        if expected[0] == "value":
+            assert explanation.source == expected[1][1]  # type: ignore[index]
+        assert (explanation.error is not None) == (expected[0] == "error")
