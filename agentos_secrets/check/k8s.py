@@ -21,11 +21,14 @@ from .inputs import K8sObject, Manifests
 
 __all__ = [
     "AGENTOS_SECRET",
+    "CSI_DRIVER",
     "SIDECAR_NAME",
     "WORKLOAD_KINDS",
     "Container",
     "SecretVolume",
     "Workload",
+    "configmap",
+    "container_env",
     "grants",
     "is_agentos_secret",
     "secret_keys",
@@ -42,6 +45,7 @@ _GENERATED = re.compile(rf"{re.escape(AGENTOS_SECRET)}(-[a-z0-9]{{10}})?\Z")
 
 
 def is_agentos_secret(name: str | None) -> bool:
+    """Whether ``name`` is Secret agentos-secrets, with or without the generator's hash."""
     return bool(name) and _GENERATED.match(name or "") is not None
 
 
@@ -207,6 +211,7 @@ def secret_keys(
 
 
 def configmap(manifests: Manifests, name: str, namespace: str | None) -> Mapping[str, Any] | None:
+    """A ConfigMap's data (and binaryData) when the stream holds it; None otherwise."""
     for obj in manifests.of_kind("ConfigMap"):
         if obj.name == name and obj.namespace == namespace:
             return {**_map(obj.body.get("data")), **_map(obj.body.get("binaryData"))}
