@@ -93,7 +93,7 @@ class Container:
                 yield mount
 
     def args(self) -> list[str]:
-        return [str(a) for a in _seq(self.body.get("command")) + _seq(self.body.get("args"))]
+        return [str(a) for a in (*_seq(self.body.get("command")), *_seq(self.body.get("args")))]
 
 
 def _secret_volume(volume: Mapping[str, Any]) -> SecretVolume | None:

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from .inputs import InputError
 
@@ -97,7 +98,7 @@ def _read(path: str) -> str:
         return ""
 
 
-def _kustomizations(directory: str) -> Iterator[tuple[str, dict]]:
+def _kustomizations(directory: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each kustomization reachable from ``directory`` (resources, components, bases)."""
     import yaml
 

@@ -65,9 +65,18 @@ def _resolve(
     return secret, None
 
 
+def _source(secret: Secret) -> str:
+    """Where the Loader found it (``env``, ``file``, ``directory``, ``provider``).
+
+    Read with getattr: ``Secret`` sets its slots through descriptors, which type checkers
+    do not see.
+    """
+    return str(getattr(secret, "source", ""))
+
+
 def _where(name: str, secret: Secret, env: Environment, src: str | None) -> dict[str, str | None]:
     """Where a judged value lives: ``NAME_FILE`` and its path when it came from a file."""
-    if secret.source == "file":
+    if _source(secret) == "file":
         return {"variable": f"{name}_FILE", "path": env.variables.get(f"{name}_FILE", "").strip(),
                 "source": src}
     return {"variable": name, "path": None, "source": src}
@@ -149,7 +158,7 @@ def check_environment(env: Environment) -> list[Finding]:
         if secret is None:
             continue
         current[name] = secret
-        if prod and secret.source == "env":
+        if prod and _source(secret) == "env":
             findings.append(Finding(
                 rule("AS109"), f"{name} comes from the environment, not from {name}_FILE",
                 variable=name, source=src))
