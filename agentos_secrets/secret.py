@@ -96,8 +96,13 @@ class Secret:
     """
 
     __slots__ = ("_value", "name", "source")
+    _value: bytes
+    name: str
+    source: str
 
-    def __init__(self, value: str | bytes, *, name: str = "", source: str = "") -> None:
+    def __init__(
+        self, value: str | bytes | bytearray | memoryview, *, name: str = "", source: str = ""
+    ) -> None:
         if type(value) is not bytes:
             if isinstance(value, str):
                 value = _encode(value)
@@ -179,6 +184,7 @@ class Secret:
         raise TypeError("Secret values cannot be pickled; call reveal() on purpose")
 
 
-_set_value = Secret._value.__set__  # type: ignore[attr-defined]
-_set_name = Secret.name.__set__  # type: ignore[attr-defined]
-_set_source = Secret.source.__set__  # type: ignore[attr-defined]
+# The slots' own descriptors (what object.__setattr__ would find, minus the lookup).
+_set_value = Secret.__dict__["_value"].__set__
+_set_name = Secret.__dict__["name"].__set__
+_set_source = Secret.__dict__["source"].__set__

@@ -154,10 +154,10 @@ def directories(
 ) -> tuple[str, ...]:
     """The secret directories to search, in order, credentials directory last.
 
-    Called on every cold lookup (``$CREDENTIALS_DIRECTORY`` is read live), hence the
-    C-level ``tuple(map(...))`` instead of a list built item by item.
+    Called on every cold lookup (``$CREDENTIALS_DIRECTORY`` is read live): one tuple,
+    extended only when the credentials directory adds something.
     """
-    dirs = tuple(map(os.fspath, secret_dirs))
+    dirs = tuple([os.fspath(d) for d in secret_dirs])
     if use_credentials_directory:
         creds = env_text(env, CREDENTIALS_DIRECTORY_VAR)
         if creds and creds not in dirs:
