@@ -5,9 +5,30 @@ the known-good baselines produce nothing. Manifest variants go through the real
 from __future__ import annotations
 
 import pytest
+import yaml
 from check_lib import ENV_VARIANTS, MANIFEST_VARIANTS, env_variants, header, manifest_variants
 
 from agentos_secrets.check.findings import RULES, Severity
+from agentos_secrets.check.rules_env import SECRET_NAMES
+
+
+def _secret_values() -> list[str]:
+    """Every secret value of the library (files and Secret manifests): none may be shown."""
+    values = [p.read_text().strip() for p in (ENV_VARIANTS / "files").iterdir()]
+    secret = yaml.safe_load((MANIFEST_VARIANTS / "good" / "secret.yaml").read_text())
+    values += list(secret["stringData"].values())
+    for env_file in ENV_VARIANTS.glob("*.env"):  # secrets given as plain variables
+        for line in env_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.removesuffix("_PREVIOUS") in SECRET_NAMES:
+                values.append(value.strip())
+    return [v for v in values if len(v) >= 8]
+
+
+def _assert_no_value(*texts: str) -> None:
+    for value in _secret_values():
+        for text in texts:
+            assert value not in text, "a secret value of the variant library was shown"
 
 
 @pytest.mark.parametrize("profile", ["dev", "prod"])
@@ -26,6 +47,7 @@ def test_manifest_variant_produces_exactly_its_rule(run_check, name):
     run = run_check("--no-env", "--manifests", str(directory), "--profile", profile,
                     "--format", "json")
     assert run.rule_ids == {expected}, run.out
+    _assert_no_value(run.out, run.err)
     severity = RULES[expected].severity
     assert run.code == (1 if severity is Severity.ERROR else 0)
     if severity is Severity.WARNING:
@@ -45,6 +67,7 @@ def test_env_variant_produces_exactly_its_rule(run_check, env_variant, name):
     expected = header(ENV_VARIANTS / f"{name}.env", "expect")
     run = run_check("--env-file", str(env_variant(name)), "--format", "json")
     assert run.rule_ids == {expected}, run.out
+    _assert_no_value(run.out, run.err)
     assert run.code == (1 if RULES[expected].severity is Severity.ERROR else 0)
 
 
