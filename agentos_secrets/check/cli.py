@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from .findings import RULES, Finding, Severity
-from .inputs import InputError, Manifests, load_environment, load_manifests
+from .inputs import Environment, InputError, Manifests, load_environment, load_manifests
 
 __all__ = ["main"]
 
@@ -66,6 +66,16 @@ def _list_rules() -> str:
     ) + "\n"
 
 
+def _with_lines(findings: list[Finding], env: Environment) -> list[Finding]:
+    """Point env findings at the env-file line that set their (first) variable."""
+    if not env.lines:
+        return findings
+    return [
+        f._replace(line=env.lines.get((f.variable or "").split(",")[0]))
+        for f in findings
+    ]
+
+
 def _run(args: argparse.Namespace) -> tuple[list[Finding], list[tuple[str, str]],
                                               list[Manifests], str]:
     from . import rules_env
@@ -84,12 +94,12 @@ def _run(args: argparse.Namespace) -> tuple[list[Finding], list[tuple[str, str]]
     inputs: list[tuple[str, str]] = []
     check_env = not args.no_env and (args.env_file is not None or env.has_agentos())
     if check_env:
-        findings.extend(rules_env.check_environment(env))
+        findings.extend(_with_lines(rules_env.check_environment(env), env))
         inputs.append(("environment", args.env_file or "this process"))
     if expected:
         from .rules_nodes import check_fingerprints
 
-        findings.extend(check_fingerprints(env, expected))
+        findings.extend(_with_lines(check_fingerprints(env, expected), env))
         inputs.append(("fingerprints", ", ".join(sorted(expected))))
     loaded = [load_manifests(spec) for spec in args.manifests]
     if loaded:  # the manifest rules (and yaml) load only when there are manifests

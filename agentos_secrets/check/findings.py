@@ -217,6 +217,8 @@ class Finding(NamedTuple):
     variable: str | None = None
     path: str | None = None
     source: str | None = None
+    #: The line in ``source`` (an env file's variable, a YAML file's object), when known.
+    line: int | None = None
     suppressed: str | None = None
     #: ``"inSource"`` (an annotation on the object) or ``"external"`` (``--ignore``).
     suppression_kind: str | None = None
@@ -240,8 +242,8 @@ class Finding(NamedTuple):
             parts.append(self.variable)
         if self.path:
             parts.append(f"({self.path})")
-        if self.variable and self.source and not self.obj:
-            parts.append(f"in {self.source}")
+        if self.source and (self.line or (self.variable and not self.obj)):
+            parts.append(f"in {self.source}" + (f":{self.line}" if self.line else ""))
         return " ".join(parts) or (self.source or "-")
 
     def suppress(self, reason: str, *, in_source: bool) -> Finding:

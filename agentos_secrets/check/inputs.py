@@ -50,6 +50,9 @@ class Environment(NamedTuple):
     variables: Mapping[str, str]
     source: str | None
     profile: str
+    #: The line of each variable in the env file (empty for this process's environment),
+    #: so that reports can point at the line to edit.
+    lines: Mapping[str, int] = {}
 
     def has_agentos(self) -> bool:
         """True when any AgentOS variable is set: otherwise there is nothing to check."""
@@ -71,6 +74,11 @@ def load_env_file(path: str) -> dict[str, str]:
 
     Errors name the file and line number; the line itself is never quoted.
     """
+    return _parse_env_file(path)[0]
+
+
+def _parse_env_file(path: str) -> tuple[dict[str, str], dict[str, int]]:
+    """The variables of an env file and the line each was (last) set on."""
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
@@ -79,6 +87,7 @@ def load_env_file(path: str) -> dict[str, str]:
     except UnicodeDecodeError:
         raise InputError(f"--env-file {path}: is not UTF-8") from None
     result: dict[str, str] = {}
+    numbers: dict[str, int] = {}
     for number, line in enumerate(lines, 1):
         text = line.strip()
         if not text or text.startswith("#"):
@@ -88,7 +97,8 @@ def load_env_file(path: str) -> dict[str, str]:
         if match is None:
             raise InputError(f"{where}: not a KEY=value line")
         result[match.group(1)] = _unquote(match.group(2), where)
-    return result
+        numbers[match.group(1)] = number
+    return result, numbers
 
 
 def load_environment(env_file: str | None, profile: str | None) -> Environment:
@@ -97,14 +107,15 @@ def load_environment(env_file: str | None, profile: str | None) -> Environment:
     The profile is ``--profile`` when given, else the checked environment's
     ``AGENTOS_PROFILE``, as the service itself would decide.
     """
+    numbers: dict[str, int] = {}
     if env_file is not None:
-        variables = load_env_file(env_file)
+        variables, numbers = _parse_env_file(env_file)
         if not variables:
             raise InputError(f"--env-file {env_file}: no variables (nothing to check)")
     else:
         variables = dict(os.environ)
     chosen = profile if profile is not None else variables.get("AGENTOS_PROFILE")
-    return Environment(variables, env_file, normalize_profile(chosen))
+    return Environment(variables, env_file, normalize_profile(chosen), numbers)
 
 
 # -- manifests -----------------------------------------------------------------------------
@@ -114,6 +125,8 @@ class K8sObject(NamedTuple):
     """One Kubernetes object of the stream, with a printable identity."""
 
     body: Mapping[str, Any]
+    #: The first line of its YAML document in a file input (None when rendered).
+    line: int | None = None
 
     @property
     def kind(self) -> str:
@@ -158,7 +171,7 @@ class Manifests(NamedTuple):
         return (o for o in self.objects if o.kind in kinds)
 
 
-def _flatten(doc: Any, where: str) -> Iterator[K8sObject]:
+def _flatten(doc: Any, where: str, line: int | None) -> Iterator[K8sObject]:
     if doc is None:
         return
     if not isinstance(doc, Mapping):
@@ -167,15 +180,39 @@ def _flatten(doc: Any, where: str) -> Iterator[K8sObject]:
         isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") and "items" in doc
     ):
         for item in doc.get("items") or ():
-            yield from _flatten(item, where)
+            yield from _flatten(item, where, line)
         return
     if not isinstance(doc.get("kind"), str) or not doc.get("kind"):
         raise InputError(f"{where}: an object has no kind")
-    yield K8sObject(doc)
+    yield K8sObject(doc, line)
 
 
-def parse_yaml_stream(text: str, where: str) -> tuple[K8sObject, ...]:
-    """Parse a multi-document YAML stream into objects (``kind: List`` is flattened)."""
+def _document_lines(text: str) -> list[int]:
+    """The first line of each YAML document, found by its ``---`` separators.
+
+    Good enough to point a reader (or a code-scanning UI) at the object; when directives
+    or ``...`` end markers make the count differ from the parser's, lines are dropped.
+    """
+    starts: list[int] = []
+    lines = text.splitlines()
+    first_separator = next(
+        (i for i, ln in enumerate(lines) if re.match(r"---(\s|$)", ln)), len(lines)
+    )
+    if first_separator == len(lines) or any(
+        ln.strip() and not ln.lstrip().startswith("#") for ln in lines[:first_separator]
+    ):
+        starts.append(1)
+    starts += [i + 2 for i, ln in enumerate(lines) if re.match(r"---(\s|$)", ln)]
+    return starts
+
+
+def parse_yaml_stream(
+    text: str, where: str, *, track_lines: bool = False
+) -> tuple[K8sObject, ...]:
+    """Parse a multi-document YAML stream into objects (``kind: List`` is flattened).
+
+    ``track_lines`` records each object's first line (for a file the user edits).
+    """
     import yaml
 
     # libyaml's loader when pyyaml was built with it (about 5x faster), same safe subset.
@@ -189,9 +226,12 @@ def parse_yaml_stream(text: str, where: str) -> tuple[K8sObject, ...]:
         raise InputError(f"{where}: invalid YAML{pos}: {problem}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{where}: invalid YAML ({type(exc).__name__})") from None
+    starts: list[int | None] = list(_document_lines(text)) if track_lines else []
+    if len(starts) != len(docs):
+        starts = [None] * len(docs)
     objects: list[K8sObject] = []
-    for doc in docs:
-        objects.extend(_flatten(doc, where))
+    for doc, line in zip(docs, starts, strict=True):
+        objects.extend(_flatten(doc, where, line))
     return tuple(objects)
 
 
@@ -223,7 +263,8 @@ def load_manifests(
         except UnicodeDecodeError:
             raise InputError(f"--manifests {spec}: is not UTF-8") from None
         where = spec
-    objects = parse_yaml_stream(text, where)
+    is_file = spec != "-" and not os.path.isdir(spec)
+    objects = parse_yaml_stream(text, where, track_lines=is_file)
     if not objects:
         raise InputError(f"--manifests {where}: no Kubernetes objects (nothing to check)")
     return Manifests(where, objects)

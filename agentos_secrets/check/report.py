@@ -93,6 +93,7 @@ def _finding_json(f: Finding) -> dict[str, object]:
             "variable": f.variable,
             "path": f.path,
             "source": f.source,
+            "line": f.line,
         },
         "suppressed": None
         if f.suppressed is None
@@ -146,11 +147,35 @@ def _sarif_rule(rule_id: str) -> dict[str, object]:
     }
 
 
+def _artifact(f: Finding) -> tuple[str, int | None] | None:
+    """The file a code-scanning UI should annotate, and the line, for one finding.
+
+    The line to edit when known (an env file's variable, a YAML file's object); else the
+    kustomization file of a rendered directory (line 1); else the secret file itself.
+    """
+    import os
+
+    source = f.source
+    if source and source not in ("environment", "<stdin>"):
+        if os.path.isdir(source):
+            for name in ("kustomization.yaml", "kustomization.yml", "Kustomization"):
+                if os.path.isfile(os.path.join(source, name)):
+                    return os.path.join(source, name), 1
+        else:
+            return source, f.line
+    if f.path:
+        return f.path, None
+    return None
+
+
 def _sarif_result(f: Finding) -> dict[str, object]:
     location: dict[str, object] = {}
-    artifact = f.path if f.variable and f.path else f.source
-    if artifact and artifact not in ("environment", "<stdin>"):
-        location["physicalLocation"] = {"artifactLocation": {"uri": _uri(artifact)}}
+    artifact = _artifact(f)
+    if artifact is not None:
+        physical: dict[str, object] = {"artifactLocation": {"uri": _uri(artifact[0])}}
+        if artifact[1]:
+            physical["region"] = {"startLine": artifact[1]}
+        location["physicalLocation"] = physical
     logical = f.obj or f.variable
     if logical:
         location["logicalLocations"] = [{

@@ -74,36 +74,35 @@ def _source(secret: Secret) -> str:
     return str(getattr(secret, "source", ""))
 
 
-def _where(name: str, secret: Secret, env: Environment, src: str | None) -> dict[str, str | None]:
-    """Where a judged value lives: ``NAME_FILE`` and its path when it came from a file."""
+def _template(name: str, secret: Secret, env: Environment, src: str | None) -> Finding:
+    """Where a judged value lives: ``NAME_FILE`` and its path when it came from a file.
+
+    The rule and message are filled in by ``_judge_value``.
+    """
     if _source(secret) == "file":
-        return {"variable": f"{name}_FILE", "path": env.variables.get(f"{name}_FILE", "").strip(),
-                "source": src}
-    return {"variable": name, "path": None, "source": src}
+        path = env.variables.get(f"{name}_FILE", "").strip()
+        return Finding(rule("AS110"), "", variable=f"{name}_FILE", path=path, source=src)
+    return Finding(rule("AS110"), "", variable=name, source=src)
 
 
-def _judge_value(
-    name: str, secret: Secret, prod: bool, where: dict[str, str | None]
-) -> Iterator[Finding]:
+def _judge_value(name: str, secret: Secret, prod: bool, where: Finding) -> Iterator[Finding]:
+    """At most one finding about the value itself: the first problem is the one to fix."""
     text = secret.reveal()
+    problem: tuple[str, str | None] | None = None
     if prod:
-        reason = quality.placeholder(text)
-        if reason:
-            yield Finding(rule("AS110"), f"{name} {reason}", **where)
-            return
+        checks = [("AS110", quality.placeholder)]
         if name in _RANDOM_STRINGS:
-            reason = quality.too_short(text)
+            checks += [("AS111", quality.too_short), ("AS112", quality.low_entropy)]
+        for rule_id, judge in checks:
+            reason = judge(text)
             if reason:
-                yield Finding(rule("AS111"), f"{name} {reason}", **where)
-                return
-            reason = quality.low_entropy(text)
-            if reason:
-                yield Finding(rule("AS112"), f"{name} {reason}", **where)
-                return
-    if name == "AGENTOS_SIGNING_KEY":
+                problem = (rule_id, reason)
+                break
+    if problem is None and name == "AGENTOS_SIGNING_KEY":
         reason = quality.signing_key_problem(secret.reveal_bytes())
-        if reason:
-            yield Finding(rule("AS115"), f"{name} {reason}", **where)
+        problem = ("AS115", reason) if reason else None
+    if problem is not None:
+        yield where._replace(rule=rule(problem[0]), message=f"{name} {problem[1]}")
 
 
 def _prod_guards(env: Environment) -> Iterator[Finding]:
@@ -162,7 +161,7 @@ def check_environment(env: Environment) -> list[Finding]:
             findings.append(Finding(
                 rule("AS109"), f"{name} comes from the environment, not from {name}_FILE",
                 variable=name, source=src))
-        findings.extend(_judge_value(name, secret, prod, _where(name, secret, env, src)))
+        findings.extend(_judge_value(name, secret, prod, _template(name, secret, env, src)))
         previous, problem = _resolve(loader, name + "_PREVIOUS", False, src)
         if problem is not None:
             findings.append(problem)

@@ -52,7 +52,8 @@ class _Ctx:
         self.ns = workload.obj.namespace
 
     def finding(self, rule_id: str, message: str, field: str) -> Finding:
-        return Finding(rule(rule_id), message, obj=self.w.ref, field=field, source=self.m.source)
+        return Finding(rule(rule_id), message, obj=self.w.ref, field=field,
+                       source=self.m.source, line=self.w.obj.line)
 
 
 def _mount_rules(c: _Ctx, container: Container) -> Iterator[Finding]:
@@ -288,7 +289,7 @@ def _secret_object_findings(manifests: Manifests, profile: str) -> Iterator[Find
             continue
         if obj.body.get("immutable") is True:
             yield Finding(rule("AS211"), f"Secret {obj.name} is immutable", obj=obj.ref,
-                          field="immutable", source=manifests.source)
+                          field="immutable", source=manifests.source, line=obj.line)
         if profile != "prod":
             continue
         for key, value in secret_values(obj).items():
@@ -297,7 +298,8 @@ def _secret_object_findings(manifests: Manifests, profile: str) -> Iterator[Find
             reason = quality.placeholder(value.decode("utf-8", "replace"))
             if reason:
                 yield Finding(rule("AS226"), f"key {key} of Secret {obj.name} {reason}",
-                              obj=obj.ref, field=f"data[{key}]", source=manifests.source)
+                              obj=obj.ref, field=f"data[{key}]", source=manifests.source,
+                              line=obj.line)
 
 
 def relevant(manifests: Manifests) -> bool:
