@@ -168,6 +168,15 @@ def _artifact(f: Finding) -> tuple[str, int | None] | None:
     return None
 
 
+def _identity(f: Finding) -> str:
+    """A stable identity across runs (rule, object, field, variable: names only), so that
+    code scanning matches a finding with itself when lines move."""
+    import hashlib
+
+    key = "\0".join((f.rule.id, f.obj or "", f.field or "", f.variable or ""))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def _sarif_result(f: Finding) -> dict[str, object]:
     location: dict[str, object] = {}
     artifact = _artifact(f)
@@ -188,6 +197,7 @@ def _sarif_result(f: Finding) -> dict[str, object]:
         "level": f.severity.value,
         "message": {"text": f"{f.message}. Fix: {f.fix}"},
         "locations": [location] if location else [],
+        "partialFingerprints": {"agentosSecretsFinding/v1": _identity(f)},
     }
     if f.suppressed is not None:
         result["suppressions"] = [
