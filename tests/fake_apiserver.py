@@ -369,8 +369,7 @@ class FakeApiServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"https://{host}:{port}"
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
 
     # -- controls -------------------------------------------------------------------
     def accept_token(self, token: str, *, only: bool = False) -> None:
@@ -408,4 +407,5 @@ class FakeApiServer:
 
     def annotation(self, namespace: str, name: str) -> str | None:
         template = self.deployment(namespace, name)["spec"]["template"]
-        return template["metadata"].get("annotations", {}).get(self._state.annotation)
+        value = template["metadata"].get("annotations", {}).get(self._state.annotation)
+        return value if isinstance(value, str) else None
