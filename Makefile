@@ -24,6 +24,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+check-manifests: $(STAMP)
+	$(VENV)/bin/agentos-secrets check --no-env --profile dev --manifests deploy/k8s/overlays/local-dev
+	$(VENV)/bin/agentos-secrets check --no-env --profile prod --manifests deploy/k8s/overlays/production
+
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
