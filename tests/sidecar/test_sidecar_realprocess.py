@@ -179,7 +179,8 @@ def test_three_keys_changed_half_a_second_apart_give_one_action(
     _wait(lambda: sidecar.metric("agentos_secrets_sidecar_rechecks_total") >= rechecks + 3,
           "three re-checks")
     assert len(webhook.requests) == 1
-    assert changes == 3  # three confirmed changes, coalesced into one action
+    # at least three confirmed changes (a new key's symlink may add one), one action
+    assert changes >= 3
 
 
 def test_webhook_failing_five_times_then_succeeding(tmp_path, volume, webhook, sidecars):
