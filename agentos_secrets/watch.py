@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ __all__ = [
     "combine",
     "digest",
     "layout_of",
+    "parse_mountinfo",
     "watch_directory",
 ]
 
@@ -165,20 +167,30 @@ class Layout:
         return self.kind not in ("mounted-file", "file")
 
 
-def _mount_points() -> set[str]:
-    """Mount points of this process (``/proc/self/mountinfo``, field 5), or empty."""
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return set()
+_OCTAL_RE = re.compile(r"\\([0-7]{3})")
+
+
+def parse_mountinfo(text: str) -> set[str]:
+    """The mount points (field 5) of a ``/proc/PID/mountinfo`` text.
+
+    The kernel writes space, tab, newline and backslash in paths as octal escapes
+    (``\\040``), which are decoded here.
+    """
     points: set[str] = set()
-    for line in lines:
+    for line in text.splitlines():
         fields = line.split(" ")
         if len(fields) > 4:
-            # Octal escapes (\040 for a space) as the kernel writes them.
-            points.add(fields[4].encode().decode("unicode_escape"))
+            points.add(_OCTAL_RE.sub(lambda m: chr(int(m.group(1), 8)), fields[4]))
     return points
+
+
+def _mount_points() -> set[str]:
+    """Mount points of this process, or empty when ``/proc`` cannot say."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
+            return parse_mountinfo(handle.read())
+    except OSError:
+        return set()
 
 
 def layout_of(path: str) -> Layout:

@@ -10,7 +10,14 @@ import time
 import pytest
 
 from agentos_secrets.testing import AtomicWriter
-from agentos_secrets.watch import DirectoryWatcher, Hint, combine, digest, layout_of
+from agentos_secrets.watch import (
+    DirectoryWatcher,
+    Hint,
+    combine,
+    digest,
+    layout_of,
+    parse_mountinfo,
+)
 
 TIMEOUT = 5.0
 
@@ -127,6 +134,28 @@ def test_layouts(volume, tmp_path):
     assert "subPath" in (layout.warning or "")
     assert layout_of(str(tmp_path)).kind == "directory"
     assert layout_of(str(tmp_path / "nope")).kind == "missing"
+
+
+MOUNTINFO = (
+    "22 1 0:21 / / rw,relatime - overlay overlay rw\n"
+    "870 22 259:1 /var/lib/kubelet/pods/p/volumes/kubernetes.io~secret/s/..2026_11_26/TOKEN"
+    " /etc/agentos/secrets/AGENTOS\\040TOKEN ro,relatime - ext4 /dev/root rw\n"
+)
+
+
+def test_parse_mountinfo_decodes_escapes():
+    assert parse_mountinfo(MOUNTINFO) == {"/", "/etc/agentos/secrets/AGENTOS TOKEN"}
+
+
+def test_a_mounted_single_file_is_a_subpath_warning(tmp_path, monkeypatch):
+    import agentos_secrets.watch as watch
+
+    mounted = tmp_path / "AGENTOS_SERVICE_TOKEN"
+    mounted.write_text("v")
+    monkeypatch.setattr(watch, "_mount_points", lambda: {str(mounted)})
+    layout = layout_of(str(mounted))
+    assert layout.kind == "mounted-file" and not layout.rotates
+    assert "subPath" in (layout.warning or "")
 
 
 def test_kubelet_swap_gives_a_hint(volume, watcher_of):
