@@ -21,8 +21,9 @@ The slow fingerprint is derived once per confirmed change at most, and only *aft
 the action when the action does not send it (``uses_fingerprint = False``), so
 detection-to-reload latency does not pay ~12 ms of PBKDF2.
 
-The engine never reads a clock itself inside :meth:`step` (``now`` is passed in), so
-the tests drive coalescing, breaker and backoff with a fake clock.
+:meth:`step` takes ``now`` as an argument and every clock is injected (``clock`` also
+times the action itself), so the tests drive coalescing, breaker and backoff with a
+fake clock.
 """
 
 from __future__ import annotations

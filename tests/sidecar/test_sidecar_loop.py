@@ -58,7 +58,8 @@ class Clock:
 
 class Rig:
     def __init__(self, tmp_path, *, debounce=1.0, max_wait=10.0, min_interval=10.0,
-                 max_per_hour=12, resync=60.0, state=True, uses_fingerprint=False) -> None:
+                 max_per_hour=12, resync=60.0, state=True, uses_fingerprint=False,
+                 background=False) -> None:
         self.writer = AtomicWriter(tmp_path / "vol")
         self.writer.write({"AGENTOS_SERVICE_TOKEN": "v0", "OTHER": "x"})
         self.clock = Clock()
@@ -76,6 +77,7 @@ class Rig:
             state_file=StateFile(self.state_path) if state else None,
             clock=self.clock,
             wall=self.clock,
+            record_in_background=background,
         )
         self.engine = self.make()
 
@@ -320,3 +322,18 @@ def test_the_state_file_keeps_only_the_fingerprint(rig, canary):
     assert State(StateFile(rig.state_path).load().fingerprint, 0).fingerprint.startswith("fp1:")
     body, _ = rig.metrics.render()
     canary.assert_absent(body)
+
+
+def test_background_recording_saves_the_newest_fingerprint_in_order(tmp_path):
+    rig = Rig(tmp_path, debounce=0.0, max_wait=0.0, min_interval=0.0, background=True)
+    rig.start()
+    for i in range(1, 4):
+        rig.rotate(f"v{i}")
+        rig.run_for(0.1)
+    rig.engine.flush()
+    assert len(rig.action.calls) == 3 and rig.action.calls[0] == ""
+    from agentos_secrets.secret import fingerprint_bytes
+
+    newest = fingerprint_bytes(rig.engine.detector.refresh())
+    assert rig.engine.applied_fp == newest
+    assert StateFile(rig.state_path).load().fingerprint == newest
