@@ -134,8 +134,13 @@ def _start_service(children: Children, volume: str, timeline: Timeline) -> tuple
 
 def _start_sidecar(
     children: Children, volume: str, state_dir: str, port: int, timeline: Timeline
-) -> Child:
+) -> tuple[Child, int]:
     listen = _free_port()
+    # As in the AgentOS manifests: /metrics needs the service token, read through the Loader.
+    env = dict(os.environ)
+    env["AGENTOS_METRICS_REQUIRE_AUTH"] = "1"
+    env["AGENTOS_SERVICE_TOKEN_FILE"] = os.path.join(volume, TOKEN)
+    env.pop(TOKEN, None)
     sidecar = children.start(
         "sidecar",
         python_module(
@@ -148,6 +153,7 @@ def _start_sidecar(
             "--listen", f"127.0.0.1:{listen}",
             "--log-format", "json",
         ),
+        env=env,
     )  # fmt: skip
 
     def ready() -> bool:
@@ -164,7 +170,7 @@ def _start_sidecar(
         f"sidecar ready: pid {sidecar.pid}, --action http, /readyz on port {listen},"
         " default debounce 1 s"
     )
-    return sidecar
+    return sidecar, listen
 
 
 def _rotate_and_watch(
@@ -222,6 +228,40 @@ def _rotate_and_watch(
     timeline.check(count == 1, f"{count} reload(s) for 1 rotation")
 
 
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    """One sample of the Prometheus text format, by name and exact labels."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    head = f"{name}{{{wanted}}}" if wanted else name
+    for line in text.splitlines():
+        if line.startswith(head + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def _sidecar_metrics(port: int, token: str, timeline: Timeline) -> None:
+    """``/metrics`` refuses a caller without the service token and counts one success."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        anonymous = conn.getresponse()
+        anonymous.read()
+        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        text = response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+    prefix = "agentos_secrets_sidecar_"
+    success = _metric(text, prefix + "actions_total", kind="http", result="success")
+    pending = _metric(text, prefix + "pending_change")
+    timeline.check(
+        anonymous.status == 401 and response.status == 200 and success == 1 and pending == 0,
+        f"sidecar /metrics: {anonymous.status} without a token, {response.status} with the"
+        f" current one; actions succeeded {success:g}, pending change {pending:g}"
+        if success is not None and pending is not None
+        else f"sidecar /metrics: {anonymous.status} / {response.status}, counters missing",
+    )
+
+
 def _touch_without_change(volume: str, port: int, timeline: Timeline) -> None:
     """Touch, chmod and read every key: the content is the same, so nothing may happen."""
     before = len(_reloads(port))
@@ -268,7 +308,7 @@ def run(timeline: Timeline) -> None:
         writer.write(payload)
         timeline.say(f"Secret volume written kubelet-style at {volume} (3 keys)")
         service, port = _start_service(children, volume, timeline)
-        sidecar = _start_sidecar(children, volume, tmp, port, timeline)
+        sidecar, metrics_port = _start_sidecar(children, volume, tmp, port, timeline)
         client = children.start(
             "client",
             python_module(
@@ -287,6 +327,7 @@ def run(timeline: Timeline) -> None:
         )
         _touch_without_change(volume, port, timeline)
         _rotate_and_watch(writer, payload, first, second, port, sidecar, timeline)
+        _sidecar_metrics(metrics_port, second, timeline)
         _client_summary(children, client, timeline)
         pids = [c.pid for c in children.started]
         children.stop_all()

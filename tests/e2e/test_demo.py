@@ -30,6 +30,7 @@ TIMELINE = (
     "ok    new token accepted",
     "ok    old token rejected after the grace window (401)",
     "ok    1 reload(s) for 1 rotation",
+    "ok    sidecar /metrics: 401 without a token, 200 with the current one",
     "ok    stopped every process started",
     "result: OK",
 )
