@@ -372,7 +372,8 @@ class Engine:
         self.metrics.watches_up.set(1 if watches_up else 0)
         self.metrics.set_warning("watch_down", 0 if watches_up else 1)
         if not watches_up and self.watcher is not None:
-            reasons.append("watch down: " + "; ".join(self.watcher.problems.values()))
+            problems = "; ".join(self.watcher.problems.values())
+            reasons.append("watch down: " + (problems or "the inotify observer is not running"))
         return not reasons, {
             "reasons": reasons,
             "pending_change": self.desired or self.coalescer.pending,
