@@ -5,9 +5,10 @@ Three primitives, each with one job:
 * :class:`DirectoryWatcher`: one *non-recursive* watchdog (inotify) watch per directory.
   Its events are only **hints** handed to a callback: the kubelet's atomic writer shows
   up as a move of ``..data_tmp`` onto ``..data`` (never a "created ``..data``"), and an
-  in-place write as a modify or close-after-write. Opens, reads, close-without-write and
-  attribute changes are filtered out in the kernel mask (watchdog ``event_filter``), so
-  an app reading its secrets, or the kubelet's periodic re-check, wakes nobody. A file
+  in-place write as a modify or close-after-write. Opens, reads and close-without-write
+  are left out of the kernel mask (watchdog ``event_filter``), so an app reading its
+  secrets, or the kubelet's periodic re-check, wakes nobody; attribute changes (touch,
+  chmod) are dropped by the emitter before any callback. A file
   path is watched through its directory: a watch on a key symlink or on ``..data`` dies
   after the first swap.
 * :func:`digest` / :func:`combine`: the truth. A SHA-256 over the sorted (key, content)
