@@ -38,6 +38,7 @@ from ..secret import fingerprint_bytes
 from ..watch import Hint
 from .actions.base import Action, ActionError
 from .coalesce import Coalescer, StormBreaker
+from .recorder import Recorder
 from .retry import Backoff
 from .state import State, StateError, StateFile
 
@@ -112,7 +113,7 @@ class Engine:
         self._logged_warnings: set[str] = set()
         self._ready_cache: tuple[float, str | None] | None = None
         self._record_lock = threading.Lock()
-        self._recorder = _Recorder(self._record) if record_in_background else None
+        self._recorder = Recorder(self._record) if record_in_background else None
 
     # -- called from other threads ------------------------------------------------------
     def hint(self, hint: Hint) -> None:
@@ -430,52 +431,3 @@ class Engine:
                 if self._stopping:
                     return
 
-
-class _Recorder:
-    """One background thread that derives fingerprints and saves state, in order.
-
-    Only used when the action does not need the fingerprint itself: the loop is then
-    free to react to the next rotation at once. A kill in the ~20 ms window before the
-    save means one extra action after the restart, never a lost one.
-    """
-
-    def __init__(self, record: Callable[[bytes, str, dict[str, object]], None]) -> None:
-        import queue
-
-        self._record = record
-        self._queue: queue.SimpleQueue[tuple[bytes, dict[str, object]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._idle = threading.Event()
-        self._idle.set()
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, target: bytes, fields: dict[str, object]) -> None:
-        with self._lock:
-            self._pending += 1
-            self._idle.clear()
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="sidecar-recorder", daemon=True
-                )
-                self._thread.start()
-        self._queue.put((target, fields))
-
-    def flush(self, timeout: float) -> None:
-        self._idle.wait(timeout)
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                self._record(item[0], "", item[1])
-            except Exception:  # keep recording later successes
-                logger.error("recording an applied change failed", exc_info=True)
-            with self._lock:
-                self._pending -= 1
-                if self._pending == 0:
-                    self._idle.set()
