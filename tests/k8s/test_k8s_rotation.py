@@ -105,9 +105,9 @@ def test_sidecar_is_wired_in(case: tuple[Target, str]) -> None:
     assert sidecar["ports"] == [{"name": "metrics", "containerPort": 9095, "protocol": "TCP"}]
     assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     # The app starts only after a native sidecar's startupProbe passes. /readyz of the
-    # signal/restart actions needs the app's process: probing it there would deadlock.
-    startup = "/healthz" if target.action in {"signal", "restart"} else "/readyz"
-    assert sidecar["startupProbe"]["httpGet"] == {"path": startup, "port": "metrics"}
+    # signal/restart actions needs the app's process: probing it there would deadlock;
+    # /startupz waits for the watches and the baseline only, in every form.
+    assert sidecar["startupProbe"]["httpGet"] == {"path": "/startupz", "port": "metrics"}
     assert env_value(sidecar, "AGENTOS_METRICS_REQUIRE_AUTH") == "1"
     assert env_value(sidecar, "AGENTOS_SERVICE_TOKEN_FILE") == (
         f"{SECRET_MOUNT}/AGENTOS_SERVICE_TOKEN")
