@@ -20,7 +20,9 @@ __all__ = ["JsonFormatter", "RedactingFilter", "TextFormatter", "redact", "redac
 
 LOGGER_NAME = "agentos_secrets.sidecar"
 
-_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]*@")
+# Greedy up to the *last* ``@`` of the authority: URL parsers (httpx, urllib) split the
+# userinfo there, so a password holding a raw ``@`` (``user:p@ss@host``) is redacted whole.
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]*@")
 _QUERY_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#\"']*")
 
 

@@ -35,6 +35,15 @@ def test_redact_userinfo_and_query(canary):
     assert redact("no urls here") == "no urls here"
 
 
+def test_redact_a_password_holding_an_at_sign(canary):
+    # httpx and urllib take the userinfo up to the authority's *last* "@".
+    secret = f"{canary.value}@tail-{canary.value}"
+    text = redact(f"POST https://bot:{secret}@hooks.example/r failed")
+    canary.assert_absent(text)
+    assert "tail" not in text
+    assert text == "POST https://***@hooks.example/r failed"
+
+
 def test_json_lines_with_fields_redacted(canary):
     record = _record("calling %s", f"http://u:{canary.value}@h/x",
                      fields={"url": f"http://u:{canary.value}@h/x", "n": 3})
