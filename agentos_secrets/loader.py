@@ -88,6 +88,20 @@ def _never_rotates(path: str) -> str | None:
     return layout.warning if layout.kind == "mounted-file" else None
 
 
+def _text_bytes(text: str) -> bytes:
+    """The bytes of a value given as text, never raising.
+
+    ``surrogateescape`` gives back the bytes ``os.environ`` escaped (not UTF-8, so
+    ``decode_secret`` rejects them with the right offset). A lone surrogate it cannot
+    encode (from a custom mapping or a provider) becomes non-UTF-8 bytes the same way,
+    rather than a ``UnicodeEncodeError``, whose ``object`` would carry the whole value.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def _is_racy(identity: FileIdentity) -> bool:
     return abs(time.time_ns() - identity.mtime_ns) < _RACY_NS
 
@@ -533,7 +547,7 @@ class Loader:
         if origin.kind == "env":
             raw = env_text(self._env, name) or ""
             # surrogateescape: undecodable bytes in os.environ become a SecretEncodingError
-            raw_bytes = raw.encode("utf-8", "surrogateescape")
+            raw_bytes = _text_bytes(raw)
             data = decode_secret(raw_bytes, variable=name, path=None, strip=True)
             logger.debug("resolved secret %s from env", name)
             return Secret(data, name=name, source="env")
@@ -575,7 +589,7 @@ class Loader:
         if isinstance(value, Secret):
             value = value.reveal_bytes()
         if isinstance(value, str):
-            value = value.encode("utf-8", "surrogateescape")
+            value = _text_bytes(value)
         if not isinstance(value, bytes):
             raise ProviderError(
                 f"provider returned {type(value).__name__} for secret {name};"

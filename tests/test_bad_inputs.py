@@ -247,6 +247,12 @@ def env_value_undecodable(tmp: Path, value: str) -> Built:
     return Loader(env={NAME: value + "\udcff"}), NAME, SecretEncodingError, (NAME,)
 
 
+def env_value_lone_surrogate(tmp: Path, value: str) -> Built:
+    # A custom mapping can hold a surrogate that os.environ never would: encoding it
+    # raised a UnicodeEncodeError whose ``object`` (in its args) was the whole value.
+    return Loader(env={NAME: value + "\ud800"}), NAME, SecretEncodingError, (NAME,)
+
+
 def _named(bad_name: str, shown: tuple[str, ...]) -> Builder:
     def build(tmp: Path, value: str) -> Built:
         return Loader(env={bad_name.strip() or "X": value}), bad_name, InvalidNameError, shown
@@ -289,6 +295,10 @@ def provider_bytes_bad_utf8(tmp: Path, value: str) -> Built:
     return _provider_case(lambda name: value.encode() + b"\xc3", SecretEncodingError)
 
 
+def provider_str_lone_surrogate(tmp: Path, value: str) -> Built:
+    return _provider_case(lambda name: value + "\ud800", SecretEncodingError)
+
+
 def provider_secret_with_nul(tmp: Path, value: str) -> Built:
     return _provider_case(lambda name: Secret(value + "\0"), SecretValueError)
 
@@ -320,6 +330,7 @@ CATALOGUE: list[Builder] = [
     kubelet_key_dangling,
     env_value_with_nul,
     env_value_undecodable,
+    env_value_lone_surrogate,
     _named("", ()),
     _named("   \t", ()),
     _named("AGENTOS SERVICE TOKEN", ("AGENTOS SERVICE TOKEN",)),
@@ -333,6 +344,7 @@ CATALOGUE: list[Builder] = [
     provider_empty,
     provider_whitespace,
     provider_bytes_bad_utf8,
+    provider_str_lone_surrogate,
     provider_secret_with_nul,
 ]
 
