@@ -102,6 +102,17 @@ def _text_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
+def _failure_mark(st: os.stat_result | None) -> tuple[int, ...] | None:
+    """What must change before a file version that failed to read is tried again.
+
+    The identity plus ``st_ctime_ns``: a chmod or chown that repairs the file (group- or
+    world-writable, unreadable) changes neither inode, mtime nor size, only ctime.
+    """
+    if st is None:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+
+
 def _is_racy(identity: FileIdentity) -> bool:
     return abs(time.time_ns() - identity.mtime_ns) < _RACY_NS
 
@@ -143,7 +154,7 @@ class _CacheEntry:
         identity: FileIdentity,
         secret: Secret,
         error: SecretError | None = None,
-        error_identity: FileIdentity | None = None,
+        error_identity: tuple[int, ...] | None = None,
     ) -> None:
         self.origin = origin
         self.identity = identity
@@ -606,12 +617,13 @@ class Loader:
         entry = self._cache.get(path)
         if entry is not None and entry.origin == origin:
             try:
-                identity: FileIdentity | None = FileIdentity.of(os.stat(path))
+                st: os.stat_result | None = os.stat(path)
             except OSError:
-                identity = None
+                st = None
+            identity = None if st is None else FileIdentity.of(st)
             if identity == entry.identity and not entry.racy:
                 return entry.secret
-            if entry.error is not None and identity == entry.error_identity:
+            if entry.error is not None and _failure_mark(st) == entry.error_identity:
                 return entry.secret  # this version already failed: no re-read per call
         with self._lock:
             return self._reread(name, origin, path)
@@ -632,7 +644,7 @@ class Loader:
                 raise
             # Keep the last good value; warn once per failing version of the file.
             try:
-                failing: FileIdentity | None = FileIdentity.of(os.stat(path))
+                failing = _failure_mark(os.stat(path))
             except OSError:
                 failing = None
             if entry.error is None or entry.error_identity != failing:

@@ -208,6 +208,30 @@ def test_failed_reread_keeps_last_good_value(tmp_path, canary, caplog, breakage)
     assert loader.explain(NAME).error is None
 
 
+@pytest.mark.parametrize("repair", ["chmod", "unreadable"])
+def test_a_failed_version_repaired_in_place_is_read(tmp_path, canary, repair):
+    """A new version that failed on its mode is read once chmod repairs it: no new
+    inode, mtime or size, only a new ctime (a writer creating the file with a loose
+    umask and fixing it right after)."""
+    if repair == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root reads a mode-000 file")
+    path = tmp_path / "token"
+    _write(path, canary.value)
+    _age(path)
+    loader = Loader(env={f"{NAME}_FILE": str(path)})
+    assert loader.require(NAME).reveal() == canary.value
+    tmp = tmp_path / "token.tmp"
+    _write(tmp, canary.value + "-new", mode=0o600)
+    os.chmod(tmp, 0o664 if repair == "chmod" else 0o000)
+    _age(tmp)
+    os.rename(tmp, path)
+    assert loader.require(NAME).reveal() == canary.value  # kept: the new version failed
+    assert list(loader.errors()) == [str(path)]
+    os.chmod(path, 0o600)
+    assert loader.require(NAME).reveal() == canary.value + "-new"
+    assert loader.errors() == {}
+
+
 def test_first_read_failure_raises_naming_variable_and_path(tmp_path, canary):
     path = tmp_path / "token"
     _write(path, canary.value * 100)
