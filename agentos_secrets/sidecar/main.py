@@ -118,7 +118,8 @@ def _run(config: Config, action: object) -> int:
     address = config.listen_address
     if address is not None:
         try:
-            server = Server(address, engine, metrics, MetricsAuth(os.environ), time.monotonic)
+            auth = MetricsAuth(os.environ, secret_dirs=detector.directories)
+            server = Server(address, engine, metrics, auth, time.monotonic)
         except OSError as exc:
             logger.error("cannot listen on %s: %s", config.listen,
                          exc.strerror or type(exc).__name__)

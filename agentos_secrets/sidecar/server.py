@@ -25,7 +25,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
@@ -44,11 +44,24 @@ TOKEN_NAME = "AGENTOS_SERVICE_TOKEN"  # noqa: S105 - a variable name, not a toke
 
 
 class MetricsAuth:
-    """Bearer-token check for ``/metrics`` when ``AGENTOS_METRICS_REQUIRE_AUTH=1``."""
+    """Bearer-token check for ``/metrics`` when ``AGENTOS_METRICS_REQUIRE_AUTH=1``.
 
-    def __init__(self, env: Mapping[str, str], loader: Loader | None = None) -> None:
+    ``secret_dirs`` (the sidecar passes its watched directories) are the Loader's secret
+    directories, as the rotation runbook asks of every receiver: a key
+    ``AGENTOS_SERVICE_TOKEN_PREVIOUS`` staged in the Secret is then accepted too, so a
+    scraper switched to the new token before this pod's volume is updated is not refused.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        loader: Loader | None = None,
+        *,
+        secret_dirs: Sequence[str] = (),
+    ) -> None:
         self.required = env.get("AGENTOS_METRICS_REQUIRE_AUTH", "").strip() == "1"
         self._env = env
+        self._secret_dirs = tuple(secret_dirs)
         self._loader = loader
         self.problem: str | None = None
 
@@ -56,7 +69,7 @@ class MetricsAuth:
         if self._loader is None:
             from ..loader import Loader
 
-            self._loader = Loader(env=self._env)
+            self._loader = Loader(env=self._env, secret_dirs=self._secret_dirs)
         return self._loader
 
     def allowed(self, authorization: str | None) -> bool:
@@ -70,12 +83,7 @@ class MetricsAuth:
             return False
         loader = self._get_loader()
         try:
-            verify = getattr(loader, "verify", None)
-            if verify is not None:
-                ok = verify(TOKEN_NAME, token) is not None
-            else:
-                current = loader.get(TOKEN_NAME)
-                ok = current is not None and current == token
+            ok = loader.verify(TOKEN_NAME, token) is not None
         except SecretError as exc:
             # Misconfigured (no token, unreadable file): deny, and say why in the logs.
             if self.problem != str(exc):

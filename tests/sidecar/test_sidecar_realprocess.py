@@ -273,6 +273,27 @@ def test_the_canary_appears_in_no_log_metric_or_response(
     canary.assert_absent((tmp_path / "state.json").read_text())
 
 
+def test_metrics_accept_a_token_staged_as_previous_in_the_volume(tmp_path, webhook, sidecars):
+    # The rotation runbook's stage phase: the Secret gains AGENTOS_SERVICE_TOKEN_PREVIOUS
+    # (the next token). A scraper switched to it before this pod's volume has the new
+    # AGENTOS_SERVICE_TOKEN must still get in: the sidecar's Loader searches its volume.
+    writer = AtomicWriter(tmp_path / "vol")
+    writer.write({"AGENTOS_SERVICE_TOKEN": "old-token-1",
+                  "AGENTOS_SERVICE_TOKEN_PREVIOUS": "next-token-2"})
+    token_file = os.path.join(writer.target_dir, "AGENTOS_SERVICE_TOKEN")
+    sidecar = _start(sidecars, tmp_path, writer, webhook, env={
+        "AGENTOS_METRICS_REQUIRE_AUTH": "1", "AGENTOS_SERVICE_TOKEN_FILE": token_file})
+
+    def scrape(token: str) -> int:
+        return httpx.get(sidecar.url + "/metrics",
+                         headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert scrape("old-token-1") == 200
+    assert scrape("next-token-2") == 200
+    assert scrape("another-token") == 401
+    assert sidecar.stop() == 0
+
+
 def test_a_plain_file_gives_a_layout_warning_and_a_metric(tmp_path, webhook, sidecars):
     plain = tmp_path / "subpath-like"
     plain.write_text("v")
