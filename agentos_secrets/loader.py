@@ -615,9 +615,10 @@ class Loader:
         path = origin.path
         assert path is not None
         entry = self._cache.get(path)
+        st: os.stat_result | None = None
         if entry is not None and entry.origin == origin:
             try:
-                st: os.stat_result | None = os.stat(path)
+                st = os.stat(path)
             except OSError:
                 st = None
             identity = None if st is None else FileIdentity.of(st)
@@ -626,9 +627,18 @@ class Loader:
             if entry.error is not None and _failure_mark(st) == entry.error_identity:
                 return entry.secret  # this version already failed: no re-read per call
         with self._lock:
-            return self._reread(name, origin, path)
+            return self._reread(name, origin, path, st)
 
-    def _reread(self, name: str, origin: Origin, path: str) -> Secret:
+    def _reread(
+        self, name: str, origin: Origin, path: str, before: os.stat_result | None
+    ) -> Secret:
+        """Read ``path`` again; on failure keep the last good value.
+
+        ``before`` is the stat taken before the read (None when there was none): a
+        failure is remembered against it, never against a stat taken after the failure,
+        which could already see the next version (a kubelet swap during the read) and
+        would then keep the old value through that version.
+        """
         entry = self._cache.get(path)
         variable = origin.variable
         try:
@@ -643,10 +653,7 @@ class Loader:
             if entry is None or entry.origin != origin:
                 raise
             # Keep the last good value; warn once per failing version of the file.
-            try:
-                failing = _failure_mark(os.stat(path))
-            except OSError:
-                failing = None
+            failing = _failure_mark(before)
             if entry.error is None or entry.error_identity != failing:
                 logger.warning(
                     "secret %s: re-reading %s failed (%s); keeping the last good value",

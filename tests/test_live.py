@@ -232,6 +232,34 @@ def test_a_failed_version_repaired_in_place_is_read(tmp_path, canary, repair):
     assert loader.errors() == {}
 
 
+def test_a_version_swapped_in_during_a_failed_read_is_read(tmp_path, canary, monkeypatch):
+    """The kubelet deletes the old generation right after the swap, so a re-read can fail
+    on a version that is already gone; the failure must not be pinned on the version that
+    replaced it (which would keep the old value until the next rotation)."""
+    import agentos_secrets.loader as loader_module
+    from agentos_secrets import SecretFileNotFoundError
+
+    volume = AtomicWriter(tmp_path / "secrets")
+    volume.write({NAME: canary.value + "-1"})
+    loader = Loader(env={}, secret_dirs=[volume.target_dir])
+    assert loader.require(NAME).reveal() == canary.value + "-1"
+    volume.write({NAME: canary.value + "-2"})
+    real = loader_module.read_secret_file
+    failed: list[str] = []
+
+    def swapped_while_reading(path, **kwargs):
+        if not failed:  # the read of -2 loses the race with the next rotation
+            failed.append(path)
+            volume.write({NAME: canary.value + "-3"})
+            raise SecretFileNotFoundError(f"{path}: no such file", path=path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(loader_module, "read_secret_file", swapped_while_reading)
+    assert loader.require(NAME).reveal() == canary.value + "-1"  # kept, as it failed
+    assert loader.require(NAME).reveal() == canary.value + "-3"
+    assert loader.errors() == {}
+
+
 def test_first_read_failure_raises_naming_variable_and_path(tmp_path, canary):
     path = tmp_path / "token"
     _write(path, canary.value * 100)
