@@ -112,6 +112,11 @@ def load_environment(env_file: str | None, profile: str | None) -> Environment:
         variables, numbers = _parse_env_file(env_file)
         if not variables:
             raise InputError(f"--env-file {env_file}: no variables (nothing to check)")
+        if not any(k.startswith("AGENTOS_") for k in variables):
+            # As for this process's environment: the wrong file must not pass (exit 0).
+            raise InputError(
+                f"--env-file {env_file}: no AGENTOS_* variable (nothing to check)"
+            )
     else:
         variables = dict(os.environ)
     chosen = profile if profile is not None else variables.get("AGENTOS_PROFILE")

@@ -159,6 +159,7 @@ def test_nothing_to_check_is_exit_2(run_check, monkeypatch):
     [
         ("", "no variables"),
         ("# only a comment\n\n", "no variables"),
+        ("PATH=/usr/bin\nDATABASE_URL=x\n", "no AGENTOS_* variable"),  # the wrong file
         ("AGENTOS_PROFILE=prod\nthis line has no equals sign\n", "line 2: not a KEY=value"),
         ("AGENTOS_SERVICE_TOKEN='unterminated\n", "line 1: unterminated quote"),
     ],
