@@ -48,20 +48,26 @@ _fingerprint_cache: dict[bytes, str] = {}
 _FINGERPRINT_CACHE_MAX = 256
 
 
-def _salt() -> bytes:
-    extra = os.environ.get("AGENTOS_SECRETS_FINGERPRINT_SALT", "")
+SALT_VARIABLE = "AGENTOS_SECRETS_FINGERPRINT_SALT"
+
+
+def _salt(extra: str | None = None) -> bytes:
+    if extra is None:
+        extra = os.environ.get(SALT_VARIABLE, "")
     return _FINGERPRINT_SALT + (b"/" + extra.encode() if extra else b"")
 
 
-def fingerprint_bytes(data: bytes) -> str:
+def fingerprint_bytes(data: bytes, *, extra_salt: str | None = None) -> str:
     """Return the safe fingerprint (``fp1:`` + 16 hex digits) of ``data``.
 
+    ``extra_salt`` is the deployment's ``AGENTOS_SECRETS_FINGERPRINT_SALT``; None reads
+    it from this process's environment (``check --env-file`` passes the file's own).
     Results are memoised in-process by a SHA-256 of (salt, data) so that repeated
     fingerprints of the same value cost one fast hash, not the slow derivation.
     """
     import hashlib
 
-    salt = _salt()
+    salt = _salt(extra_salt)
     memo_key = hashlib.sha256(salt + b"\0" + data).digest()
     cached = _fingerprint_cache.get(memo_key)
     if cached is not None:

@@ -12,6 +12,7 @@ import re
 
 from ..errors import SecretError
 from ..loader import Loader
+from ..secret import SALT_VARIABLE, fingerprint_bytes
 from ..sources import normalize_name
 from .findings import Finding, rule
 from .inputs import Environment, InputError
@@ -49,7 +50,10 @@ def check_fingerprints(env: Environment, expected: dict[str, str]) -> list[Findi
             findings.append(Finding(rule("AS302"), f"cannot compare {name}: {exc}",
                                     variable=name, path=exc.path, source=src))
             continue
-        actual = secret.fingerprint()
+        # With the checked environment's salt, as the service there computes it.
+        actual = fingerprint_bytes(
+            secret.reveal_bytes(), extra_salt=env.variables.get(SALT_VARIABLE, "")
+        )
         if actual != fingerprint:  # fingerprints are public: no constant-time need
             findings.append(Finding(
                 rule("AS301"),

@@ -14,9 +14,11 @@ import pytest
 NAME = "AGENTOS_FED_SHARED_SECRET"
 
 
-def _node_a_fingerprint(secret_file: Path, canary) -> str:
+def _node_a_fingerprint(secret_file: Path, canary, salt: str | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTOS_")}
     env[f"{NAME}_FILE"] = str(secret_file)
+    if salt is not None:
+        env["AGENTOS_SECRETS_FINGERPRINT_SALT"] = salt
     proc = subprocess.run([sys.executable, "-m", "agentos_secrets", "fingerprint", NAME],
                           capture_output=True, text=True, env=env, timeout=60, check=True)
     canary.assert_absent(proc.stdout, proc.stderr)
@@ -40,6 +42,25 @@ def test_same_secret_on_both_nodes_passes(run_check, env_variant, tmp_path, cana
                     "--format", "json")
     assert run.json["findings"] == [] and run.code == 0
     assert {"kind": "fingerprints", "source": NAME} in run.json["inputs"]
+
+
+@pytest.mark.parametrize("checker_salt", [None, "the-checkers-own"])
+def test_env_file_salt_is_the_nodes_not_the_checkers(
+    run_check, env_variant, tmp_path, canary, monkeypatch, checker_salt
+):
+    """Node B's fingerprint is computed with node B's salt (its env file), whatever the
+    process running the check has."""
+    if checker_salt is None:
+        monkeypatch.delenv("AGENTOS_SECRETS_FINGERPRINT_SALT", raising=False)
+    else:
+        monkeypatch.setenv("AGENTOS_SECRETS_FINGERPRINT_SALT", checker_salt)
+    shared = canary.value + "-and-enough-random-tail-Xq7Lz9"
+    expected = _node_a_fingerprint(_file(tmp_path, "node-a", shared), canary, "pair-1")
+    node_b = env_variant(extra={f"{NAME}_FILE": str(_file(tmp_path, "node-b", shared)),
+                                "AGENTOS_SECRETS_FINGERPRINT_SALT": "pair-1"})
+    run = run_check("--env-file", str(node_b), "--expect-fingerprint", f"{NAME}={expected}",
+                    "--format", "json")
+    assert run.json["findings"] == [] and run.code == 0
 
 
 def test_different_secret_is_as301(run_check, env_variant, tmp_path, canary):
