@@ -433,7 +433,10 @@ class Loader:
         lookup per deciding environment variable; None sends the caller down the full
         resolution, which also rebuilds this fast path.
         """
-        fast = self._fast.get(name)
+        try:
+            fast = self._fast.get(name)
+        except TypeError:  # unhashable, so not a name: normalize_name says why
+            return None
         if fast is None:
             return None
         lookup = self._marks_of

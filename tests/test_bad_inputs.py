@@ -441,3 +441,15 @@ def test_unreadable_file(tmp_path: Path, canary) -> None:
 def test_bad_loader_configuration(kwargs: dict[str, object], named: str) -> None:
     with pytest.raises(ValueError, match=named):
         Loader(env={}, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [None, 42, b"AGENTOS_SERVICE_TOKEN", ["AGENTOS_SERVICE_TOKEN"]])
+@pytest.mark.parametrize("call", ["get", "require", "explain", "snapshot_of"])
+def test_a_name_that_is_not_a_string_is_an_invalid_name(bad: object, call: str) -> None:
+    """Also an unhashable one: the cache lookup must not turn it into a TypeError."""
+    loader = Loader(env={NAME: "x" * 40})
+    with pytest.raises(InvalidNameError, match="must be a string"):
+        if call == "snapshot_of":
+            loader.snapshot([bad])  # type: ignore[list-item]
+        else:
+            getattr(loader, call)(bad)
