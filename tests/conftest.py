@@ -2,9 +2,9 @@
 
 ``canary`` is a known secret value that must never appear in captured logs, stdout,
 stderr, exception text or reprs. Tests that handle secrets use it and call
-``canary.assert_absent(text, ...)`` on everything a user could see; the autouse
-``_canary_guard`` additionally scans every log record and the captured output of each
-test that used the canary.
+``canary.assert_absent(text, ...)`` on everything a user could see; when the test ends,
+the fixture itself also scans every log record (at DEBUG and above, with tracebacks) and
+the captured stdout and stderr of that test.
 """
 
 from __future__ import annotations
