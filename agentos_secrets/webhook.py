@@ -18,7 +18,7 @@ import hmac
 import time
 from collections.abc import Iterable
 
-from .secret import Secret
+from .secret import Secret, _encode
 
 __all__ = ["DEFAULT_TOLERANCE", "SIGNATURE_HEADER", "sign", "verify_signature"]
 
@@ -32,7 +32,7 @@ def _key_bytes(key: KeyLike) -> bytes:
     if isinstance(key, Secret):
         return key.reveal_bytes()
     if isinstance(key, str):
-        return key.encode("utf-8")
+        return _encode(key)  # a lone surrogate: a ValueError that does not carry the key
     if isinstance(key, bytes | bytearray):
         return bytes(key)
     raise TypeError("a signing key must be str, bytes or Secret")
