@@ -9,6 +9,8 @@ check must name an ambiguity the service would only warn about.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 
 from ..errors import SecretError
@@ -128,17 +130,27 @@ def _prod_guards(env: Environment) -> Iterator[Finding]:
 
 
 def _unreadable(path: str) -> str | None:
+    """Why the peers file cannot be read, or None. Opened without blocking: a FIFO
+    would otherwise hang the check (a plain ``open()`` waits for a writer)."""
     try:
-        with open(path, "rb") as handle:
-            handle.read(1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return "names a file that does not exist"
-    except IsADirectoryError:
-        return "names a directory"
     except PermissionError:
         return "names a file this process may not read"
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return "names a directory"
+        if not stat.S_ISREG(mode):
+            return "names a FIFO, socket or device, not a regular file"
+        os.read(fd, 1)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    finally:
+        os.close(fd)
     return None
 
 

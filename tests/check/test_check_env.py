@@ -192,3 +192,36 @@ def test_env_file_syntax(tmp_path):
     path.write_text('export A=1\nB="two words"\nC=three # comment\nD=\'#kept\'\nE=\n')
     assert load_env_file(str(path)) == {"A": "1", "B": "two words", "C": "three",
                                         "D": "#kept", "E": ""}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_peers_file_that_is_not_a_file_is_as123_without_hanging(
+    run_check, env_variant, tmp_path, kind
+):
+    """A FIFO as AGENTOS_PEERS_FILE: a plain open() waits for a writer forever."""
+    import signal
+
+    peers = tmp_path / "peers"
+    if kind == "fifo":
+        os.mkfifo(peers, 0o600)
+    else:
+        peers.mkdir()
+    env_file = env_variant(extra={"AGENTOS_SERVICE": "federation",
+                                  "AGENTOS_PEERS_FILE": str(peers)})
+
+    class Hung(Exception):  # not an OSError, which the check would report as a finding
+        pass
+
+    def hung(signum, frame):
+        raise Hung("check blocked on the peers file")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, 10.0)  # a watchdog, not a timing assertion
+    try:
+        run = run_check("--env-file", str(env_file), "--format", "json")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert run.rule_ids == {"AS123"} and run.code == 1
+    expected = "not a regular file" if kind == "fifo" else "names a directory"
+    assert expected in run.json["findings"][0]["message"]
