@@ -69,6 +69,25 @@ def _unquote(raw: str, where: str) -> str:
     return re.split(r"\s+#", value, maxsplit=1)[0].strip()
 
 
+def _read_text(path: str, option: str) -> str:
+    """The UTF-8 text of an input file; an InputError naming the option and path.
+
+    Raised outside the ``except`` blocks: a UnicodeDecodeError holds the whole content
+    (``.object``), secrets included, and must not travel along as ``__context__``.
+    """
+    failure: str
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        failure = "no such file or directory"
+    except OSError as exc:
+        failure = f"cannot read ({exc.strerror})"
+    except UnicodeDecodeError:
+        failure = "is not UTF-8"
+    raise InputError(f"{option} {path}: {failure}")
+
+
 def load_env_file(path: str) -> dict[str, str]:
     """Parse a dotenv-style file: ``KEY=value`` lines, ``export``, quotes, ``#`` comments.
 
@@ -79,13 +98,8 @@ def load_env_file(path: str) -> dict[str, str]:
 
 def _parse_env_file(path: str) -> tuple[dict[str, str], dict[str, int]]:
     """The variables of an env file and the line each was (last) set on."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except OSError as exc:
-        raise InputError(f"--env-file {path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"--env-file {path}: is not UTF-8") from None
+    text = _read_text(path, "--env-file")
+    lines = text.splitlines()
     result: dict[str, str] = {}
     numbers: dict[str, int] = {}
     for number, line in enumerate(lines, 1):
@@ -222,15 +236,19 @@ def parse_yaml_stream(
 
     # libyaml's loader when pyyaml was built with it (about 5x faster), same safe subset.
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    failure: str | None = None
     try:
         docs = list(yaml.load_all(text, Loader=loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "syntax error"
-        raise InputError(f"{where}: invalid YAML{pos}: {problem}") from None
+        failure = f"{pos}: {exc.problem or exc.context or 'syntax error'}"
     except yaml.YAMLError as exc:
-        raise InputError(f"{where}: invalid YAML ({type(exc).__name__})") from None
+        failure = f" ({type(exc).__name__})"
+    if failure is not None:
+        # Raised outside the except block: pyyaml's error (its mark's buffer) holds the
+        # text, Secret values included, and must not travel along as __context__.
+        raise InputError(f"{where}: invalid YAML{failure}")
     starts: list[int | None] = list(_document_lines(text)) if track_lines else []
     if len(starts) != len(docs):
         starts = [None] * len(docs)
@@ -258,15 +276,7 @@ def load_manifests(
         text = render(spec, find_kubectl(kubectl or os.environ.get(KUBECTL_ENV)))
         where = spec
     else:
-        try:
-            with open(spec, encoding="utf-8") as handle:
-                text = handle.read()
-        except FileNotFoundError:
-            raise InputError(f"--manifests {spec}: no such file or directory") from None
-        except OSError as exc:
-            raise InputError(f"--manifests {spec}: cannot read ({exc.strerror})") from None
-        except UnicodeDecodeError:
-            raise InputError(f"--manifests {spec}: is not UTF-8") from None
+        text = _read_text(spec, "--manifests")
         where = spec
     is_file = spec != "-" and not os.path.isdir(spec)
     objects = parse_yaml_stream(text, where, track_lines=is_file)

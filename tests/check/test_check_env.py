@@ -225,3 +225,39 @@ def test_peers_file_that_is_not_a_file_is_as123_without_hanging(
     assert run.rule_ids == {"AS123"} and run.code == 1
     expected = "not a regular file" if kind == "fifo" else "names a directory"
     assert expected in run.json["findings"][0]["message"]
+
+
+def _chain_text(exc: BaseException) -> str:
+    """Everything an exception chain carries, attributes included (a decode error's
+    ``object``, a YAML mark's ``buffer``)."""
+    texts: list[str] = []
+    link: BaseException | None = exc
+    while link is not None:
+        texts += [str(link), repr(link.args), repr(vars(link))]
+        for mark in ("problem_mark", "context_mark"):
+            texts.append(str(getattr(getattr(link, mark, None), "buffer", "")))
+        link = link.__cause__ or link.__context__
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("pure_yaml", [False, True])
+def test_unusable_inputs_carry_no_content_in_the_exception_chain(
+    tmp_path, canary, monkeypatch, pure_yaml
+):
+    """load_* are library functions too: the InputError must not keep the decode or
+    YAML error (which hold the whole text) as its __context__."""
+    import yaml
+
+    from agentos_secrets.check.inputs import InputError, load_env_file, load_manifests
+
+    if pure_yaml:  # the pure-Python loader's marks keep the whole buffer
+        monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
+    bad_utf8 = tmp_path / "bad.env"
+    bad_utf8.write_bytes(f"AGENTOS_SERVICE_TOKEN={canary.value}\n".encode() + b"\xff\n")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text(f"kind: Secret\nstringData: {{t: {canary.value}}}\nx: [\n")
+    for load in (lambda: load_env_file(str(bad_utf8)), lambda: load_manifests(str(bad_utf8)),
+                 lambda: load_manifests(str(bad_yaml))):
+        with pytest.raises(InputError) as info:
+            load()
+        canary.assert_absent(_chain_text(info.value))
