@@ -60,6 +60,9 @@ def test_dockerfile_keeps_its_promises():
     assert re.search(r"^USER \d+:\d+$", final, re.M), "numeric non-root user"
     assert "PYTHONDONTWRITEBYTECODE=1" in final
     assert "compileall" in text
+    # The base image ships its standard library without bytecode: compiled in the final
+    # stage, or recompiled in memory at every start (read-only root, no bytecode writes).
+    assert re.search(r"^RUN python -m compileall .*stdlib", final, re.M)
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
     assert 'ENTRYPOINT ["agentos-secrets", "sidecar"]' in final
     installed = re.findall(r'"([a-z-]+)>=', text)
