@@ -57,6 +57,7 @@ def render(directory: str, kubectl: str) -> str:
     """``kubectl kustomize DIRECTORY``; a failure is an InputError with a redacted reason."""
     import subprocess
 
+    failure: str | None = None
     try:
         proc = subprocess.run(
             [kubectl, "kustomize", directory],
@@ -66,11 +67,13 @@ def render(directory: str, kubectl: str) -> str:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise InputError(
-            f"--manifests {directory}: kubectl kustomize did not finish in {RENDER_TIMEOUT} s"
-        ) from None
+        failure = f"--manifests {directory}: kubectl kustomize did not finish in {RENDER_TIMEOUT} s"
     except OSError as exc:
-        raise InputError(f"{kubectl}: cannot run ({exc.strerror})") from None
+        failure = f"{kubectl}: cannot run ({exc.strerror})"
+    if failure is not None:
+        # Raised outside the except block: TimeoutExpired holds the partial render
+        # (Secret data included) and must not travel along as __context__.
+        raise InputError(failure)
     if proc.returncode != 0:
         raise InputError(
             f"--manifests {directory}: kubectl kustomize failed (exit {proc.returncode}): "

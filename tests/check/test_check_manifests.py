@@ -149,6 +149,25 @@ def test_missing_kubectl_is_exit_2(run_check, monkeypatch):
     assert run.code == 2 and kustomize.KUBECTL_ENV in run.err
 
 
+def test_a_hung_kustomize_is_exit_2_and_keeps_no_partial_render(
+    run_check, monkeypatch, tmp_path, canary
+):
+    """The timeout's exception holds what kubectl printed so far (rendered Secrets): it
+    must not stay attached to the InputError as __context__."""
+    fake = tmp_path / "kubectl"
+    fake.write_text(f"#!/bin/sh\necho 'stringData: {{t: {canary.value}}}'\nexec sleep 30\n")
+    fake.chmod(0o755)
+    (tmp_path / "kustomization.yaml").write_text("resources: []\n")
+    monkeypatch.setattr(kustomize, "RENDER_TIMEOUT", 0.5)  # a bound, not a measurement
+    with pytest.raises(kustomize.InputError, match="did not finish") as info:
+        kustomize.render(str(tmp_path), str(fake))
+    assert info.value.__context__ is None
+    monkeypatch.setenv(kustomize.KUBECTL_ENV, str(fake))
+    run = run_check("--no-env", "--manifests", str(tmp_path))
+    assert run.code == 2 and "did not finish" in run.err
+    canary.assert_absent(run.out, run.err)
+
+
 def test_kubectl_search_order(monkeypatch, tmp_path):
     """The wheel's kubectl beside the interpreter first, then PATH, then a clear error."""
     monkeypatch.delenv(kustomize.KUBECTL_ENV, raising=False)
