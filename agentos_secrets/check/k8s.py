@@ -266,18 +266,18 @@ def sidecar_action(container: Container, env: Mapping[str, str | None]) -> str:
     return (sidecar_flag(container, env, "action") or "http").strip().lower()
 
 
-def _rule_grants(rule: Mapping[str, Any], group: str, resource: str, verbs: set[str],
-                 name: str) -> bool:
+def _rule_verbs(rule: Mapping[str, Any], group: str, resource: str, name: str) -> set[str]:
+    """The verbs ``rule`` grants on ``group/resource`` named ``name`` (empty if none)."""
     groups = {str(g) for g in _seq(rule.get("apiGroups"))}
     resources = {str(r) for r in _seq(rule.get("resources"))}
-    granted = {str(v) for v in _seq(rule.get("verbs"))}
     names = {str(n) for n in _seq(rule.get("resourceNames"))}
-    return (
-        bool(groups & {group, "*"})
-        and bool(resources & {resource, "*"})
-        and ("*" in granted or verbs <= granted)
+    if (
+        groups & {group, "*"}
+        and resources & {resource, "*"}
         and (not names or name in names)
-    )
+    ):
+        return {str(v) for v in _seq(rule.get("verbs"))}
+    return set()
 
 
 def grants(
@@ -290,8 +290,10 @@ def grants(
     verbs: set[str],
     name: str,
 ) -> bool:
-    """True when a (Cluster)RoleBinding in the stream gives ``service_account`` the verbs."""
+    """True when the (Cluster)RoleBindings in the stream give ``service_account`` the
+    verbs. RBAC is additive: the verbs may come from several rules, roles and bindings."""
     roles = {(o.kind, o.name, o.namespace): o for o in manifests.of_kind("Role", "ClusterRole")}
+    granted: set[str] = set()
     for binding in manifests.of_kind("RoleBinding", "ClusterRoleBinding"):
         if binding.kind == "RoleBinding" and binding.namespace != namespace:
             continue
@@ -309,9 +311,8 @@ def grants(
         role = roles.get((kind, str(ref.get("name") or ""), role_ns))
         if role is None:
             continue
-        if any(
-            _rule_grants(_map(r), group, resource, verbs, name)
-            for r in _seq(role.body.get("rules"))
-        ):
+        for r in _seq(role.body.get("rules")):
+            granted |= _rule_verbs(_map(r), group, resource, name)
+        if "*" in granted or verbs <= granted:
             return True
     return False

@@ -55,6 +55,25 @@ def test_local_dev_overlay_fails_as_prod(run_check):
     assert {"AS225", "AS226"} <= run.rule_ids
 
 
+def test_rbac_verbs_split_across_rules_are_granted(run_check, tmp_path):
+    """RBAC is additive: get in one rule and patch in another is what the sidecar needs."""
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources:\n  - {os.path.relpath(MANIFEST_VARIANTS / 'good', tmp_path)}\n"
+        "patches:\n"
+        "  - target: {kind: Role, name: agentos-secrets-sidecar}\n"
+        "    patch: |-\n"
+        "      - {op: replace, path: /rules/0/verbs, value: [get]}\n"
+        "      - op: add\n"
+        "        path: /rules/-\n"
+        "        value: {apiGroups: [apps], resources: [deployments],\n"
+        "                resourceNames: [agentos-federation], verbs: [patch]}\n"
+    )
+    run = run_check("--no-env", "--manifests", str(tmp_path), "--profile", "dev",
+                    "--format", "json")
+    assert run.json["findings"] == [], run.out
+    assert run.code == 0
+
+
 @pytest.mark.parametrize("profile", ["dev", "prod"])
 def test_base_passes_its_own_checks(run_check, profile):
     """The base carries the sidecar component and the prod env itself (AGENTOS_PROFILE=prod
