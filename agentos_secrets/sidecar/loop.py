@@ -129,9 +129,14 @@ class Engine:
             self._cond.notify()
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every success is recorded in the state file (before exiting)."""
+        """Wait until every success is recorded in the state file."""
         if self._recorder is not None:
             self._recorder.flush(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush, then stop the background recorder's thread (before exiting)."""
+        if self._recorder is not None:
+            self._recorder.close(timeout)
 
     # -- start-up -----------------------------------------------------------------------
     def start(self, now: float) -> None:

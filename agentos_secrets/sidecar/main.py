@@ -163,7 +163,7 @@ def _run(config: Config, action: object) -> int:
     finally:
         engine.stop()
         thread.join(timeout=_action_budget(config) + 5)
-        engine.flush()
+        engine.close()
         if server is not None:
             server.stop()
         watcher.stop()

@@ -52,6 +52,16 @@ class Recorder:
     def flush(self, timeout: float) -> None:
         self._idle.wait(timeout)
 
+    def close(self, timeout: float) -> None:
+        """Flush, then end the thread (a later :meth:`submit` starts a new one)."""
+        self.flush(timeout)
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout)
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()

@@ -331,9 +331,28 @@ def test_background_recording_saves_the_newest_fingerprint_in_order(tmp_path):
         rig.rotate(f"v{i}")
         rig.run_for(0.1)
     rig.engine.flush()
+    rig.engine.close()
     assert len(rig.action.calls) == 3 and rig.action.calls[0] == ""
     from agentos_secrets.secret import fingerprint_bytes
 
     newest = fingerprint_bytes(rig.engine.detector.refresh())
     assert rig.engine.applied_fp == newest
     assert StateFile(rig.state_path).load().fingerprint == newest
+
+
+def test_close_records_everything_and_ends_the_recorder_thread(tmp_path):
+    import threading
+
+    rig = Rig(tmp_path, debounce=0.0, max_wait=0.0, min_interval=0.0, background=True)
+    before = set(threading.enumerate())
+    rig.start()
+    rig.rotate("v1")
+    rig.run_for(0.1)
+    started = [t for t in set(threading.enumerate()) - before if t.name == "sidecar-recorder"]
+    assert len(started) == 1
+    rig.engine.close()
+    from agentos_secrets.secret import fingerprint_bytes
+
+    newest = fingerprint_bytes(rig.engine.detector.refresh())
+    assert StateFile(rig.state_path).load().fingerprint == newest
+    assert not started[0].is_alive()
