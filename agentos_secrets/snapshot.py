@@ -38,11 +38,14 @@ class VolumeChanging(SecretFileError):
 def volume_of(path: str) -> tuple[str, str] | None:
     """``(directory, key)`` when ``path`` is a key of a kubelet volume, else None.
 
-    Dot-entries (``..data``, generation dirs) are never keys.
+    Dot-entries (``..data``, generation dirs) are never keys. The directory is
+    normalised (``/v/./K``, ``/v//K``), so that every key of one volume is read in the
+    same generation, whichever way its path was written.
     """
     directory, key = os.path.split(path)
     if not key or key.startswith(".") or not directory:
         return None
+    directory = os.path.normpath(directory)
     if not is_kubelet_volume(directory):
         return None
     return directory, key

@@ -97,6 +97,29 @@ def test_old_generation_deleted_mid_read_is_retried(tmp_path, canary, monkeypatc
     assert (snap[USER].reveal(), snap[PASSWORD].reveal()) == ("user-2", f"{canary.value}-2")
 
 
+def test_one_volume_spelled_two_ways_is_still_one_generation(tmp_path, canary, monkeypatch):
+    """DB_USER found through secret_dirs, DB_PASSWORD through a NAME_FILE that spells the
+    same volume differently (``/./``): both must come from one generation."""
+    volume = tmp_path / "secrets"
+    writer = AtomicWriter(volume)
+    writer.write({USER: "user-1", PASSWORD: f"{canary.value}-1"})
+    env = {f"{PASSWORD}_FILE": f"{volume}/./{PASSWORD}"}
+    loader = Loader(env=env, secret_dirs=[volume])
+    real = loader._read_raw
+    calls = [0]
+
+    def rotating_read(path: str, variable: str | None) -> bytes:
+        calls[0] += 1
+        if calls[0] == 2:  # DB_USER was read and checked; now the volume rotates
+            writer.write({USER: "user-2", PASSWORD: f"{canary.value}-2"})
+        return real(path, variable)
+
+    monkeypatch.setattr(loader, "_read_raw", rotating_read)
+    snap = loader.snapshot([USER, PASSWORD])
+    generations = {snap[USER].reveal()[-1], snap[PASSWORD].reveal()[-1]}
+    assert len(generations) == 1, "a snapshot mixed two generations"
+
+
 def test_names_from_env_files_and_volume_mix(tmp_path, canary):
     volume = tmp_path / "secrets"
     AtomicWriter(volume).write({USER: "user-1", PASSWORD: canary.value})
