@@ -88,7 +88,7 @@ class Metrics:
             PREFIX + "watches_up", "1 when every watched directory has a live watch.",
             registry=r,
         )
-        self.ready = Gauge(PREFIX + "ready", "1 when /readyz answers 200.", registry=r)
+        self.ready = Gauge(PREFIX + "ready", "1 when /readyz would answer 200.", registry=r)
         self.watched_keys = Gauge(
             PREFIX + "watched_keys", "Keys currently hashed across watched paths.", registry=r,
         )

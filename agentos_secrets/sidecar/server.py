@@ -134,7 +134,10 @@ def _make_handler(
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                engine.health(clock())  # refresh watches_up before rendering
+                # Refresh the gauges the probes set (watches_up, ready): the manifests
+                # have no readinessProbe, so nothing else would ever update `ready`.
+                engine.health(clock())
+                engine.readiness(clock())
                 body, content_type = metrics.render()
                 self._send(200, body, content_type)
             else:

@@ -116,6 +116,16 @@ def test_metrics_without_auth(served):
         assert name in text
 
 
+def test_the_ready_gauge_is_current_without_a_readiness_probe(served):
+    # The manifests give the sidecar no readinessProbe: /metrics alone must tell the truth.
+    url, engine, _ = served()
+    engine.start(time.monotonic())
+    assert "agentos_secrets_sidecar_ready 1.0" in httpx.get(url + "/metrics").text
+    engine.action.reason = "no process with name 'agentos'"
+    engine._ready_cache = None  # the 1 s cache of the action's check
+    assert "agentos_secrets_sidecar_ready 0.0" in httpx.get(url + "/metrics").text
+
+
 def test_metrics_auth_follows_the_rotating_token(served, tmp_path, canary):
     token = tmp_path / "token"
     token.write_text(canary.value)
