@@ -231,3 +231,32 @@ def test_malformed_flags_are_refused_by_name(api, sa_dir, overrides, flag):
     with pytest.raises(RolloutConfigError, match=flag) as caught:
         make_action(api, sa_dir, **overrides)
     assert "pw" not in str(caught.value)
+
+
+def test_ready_and_apply_on_two_threads_build_one_client(api, sa_dir, monkeypatch):
+    # /readyz and /metrics call ready() on the server's threads while apply() runs on the
+    # loop's; both build the kept-open client on first use. A second client would leak.
+    import threading
+    import time
+
+    import httpx
+
+    built: list[httpx.Client] = []
+    real_client = httpx.Client
+
+    def slow_client(*args, **kwargs):
+        time.sleep(0.2)  # widen the window between "no client yet" and "client set"
+        client = real_client(*args, **kwargs)
+        built.append(client)
+        return client
+
+    monkeypatch.setattr(httpx, "Client", slow_client)
+    action = make_action(api, sa_dir)
+    try:
+        probe = threading.Thread(target=action.ready)
+        probe.start()
+        action.apply(fingerprint_bytes(b"two threads"))
+        probe.join(5)
+    finally:
+        action.close()
+    assert len(built) == 1

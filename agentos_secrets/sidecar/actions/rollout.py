@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import ssl
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -195,6 +196,9 @@ class RolloutAction:
         self.ca_file = ca_file
         self.timeout = timeout
         self._client: httpx.Client | None = None
+        # ready() runs on the server's threads (every probe and scrape), apply() on the
+        # loop's: the lazily built client must be built once, not once per thread.
+        self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -254,27 +258,31 @@ class RolloutAction:
     # -- transport ----------------------------------------------------------------------
     def _http(self) -> httpx.Client:
         """The kept-open client, built on first use (the CA may appear after start-up)."""
-        if self._client is None:
-            import httpx
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client
 
-            try:
-                context = ssl.create_default_context(cafile=self.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
-                    type(exc).__name__
-                )
-                raise ActionError(
-                    f"--ca-file ({self.ca_file}): cannot load the CA bundle ({reason})",
-                    retryable=False,
-                ) from None
-            self._client = httpx.Client(
-                base_url=self.api_server,
-                verify=context,
-                timeout=httpx.Timeout(self.timeout),
-                follow_redirects=False,
-                headers={"Accept": "application/json", "User-Agent": "agentos-secrets-sidecar"},
+    def _new_client(self) -> httpx.Client:
+        import httpx
+
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
+                type(exc).__name__
             )
-        return self._client
+            raise ActionError(
+                f"--ca-file ({self.ca_file}): cannot load the CA bundle ({reason})",
+                retryable=False,
+            ) from None
+        return httpx.Client(
+            base_url=self.api_server,
+            verify=context,
+            timeout=httpx.Timeout(self.timeout),
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "agentos-secrets-sidecar"},
+        )
 
     def _request(
         self, method: str, token: str, *, body: bytes | None = None
@@ -373,9 +381,10 @@ class RolloutAction:
         )
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 _HINTS = {
