@@ -99,3 +99,74 @@ def _projected_paths(source: Obj) -> list[Obj]:
         return [{"path": source["serviceAccountToken"]["path"]}]
     (kind,) = source
     return list(source[kind].get("items", []))
+
+
+class _NotReadyAction:
+    """The action's target is missing (the app has not started yet)."""
+
+    kind = "rollout"
+    uses_fingerprint = True
+
+    def ready(self) -> str | None:
+        return "no target yet"
+
+    def apply(self, fingerprint: str) -> None:
+        raise AssertionError("no change happens in this test")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+def test_the_probes_hit_endpoints_the_sidecar_serves(target: Target, tmp_path) -> None:
+    """Each probe's port is the sidecar's --listen port and its path a real endpoint;
+    the startup probe passes while the action's target is still missing (the app starts
+    only after a native sidecar's startup probe passes)."""
+    import time
+
+    import httpx
+
+    from agentos_secrets.sidecar.coalesce import Coalescer, StormBreaker
+    from agentos_secrets.sidecar.detect import Detector
+    from agentos_secrets.sidecar.loop import Engine
+    from agentos_secrets.sidecar.metrics import Metrics
+    from agentos_secrets.sidecar.retry import Backoff
+    from agentos_secrets.sidecar.server import MetricsAuth, Server
+    from agentos_secrets.testing import AtomicWriter
+    from agentos_secrets.watch import DirectoryWatcher
+
+    deployment = render(target.path).get("Deployment", DEPLOYMENTS[0])
+    sidecar = container(deployment, SIDECAR)
+    config = parse([*sidecar["command"][2:], *sidecar.get("args", [])],
+                   _environment(sidecar, deployment))
+    assert config.listen_address is not None
+    ports = {p["name"]: p["containerPort"] for p in sidecar.get("ports", [])}
+    probes = {kind: sidecar[kind]["httpGet"] for kind in
+              ("startupProbe", "livenessProbe", "readinessProbe") if kind in sidecar}
+    assert "livenessProbe" in probes and "startupProbe" in probes
+
+    writer = AtomicWriter(tmp_path / "vol")
+    writer.write({"AGENTOS_SERVICE_TOKEN": "v0"})
+    detector = Detector([writer.target_dir])
+    box: list[Engine] = []
+    watcher = DirectoryWatcher(detector.directories, lambda hint: box[0].hint(hint))
+    metrics = Metrics("rollout")
+    engine = Engine(detector=detector, action=_NotReadyAction(), metrics=metrics,
+                    coalescer=Coalescer(0, 0), breaker=StormBreaker(0, 1), backoff=Backoff(),
+                    resync=60, watcher=watcher)
+    box.append(engine)
+    server = Server(("127.0.0.1", 0), engine, metrics, MetricsAuth({}), time.monotonic)
+    server.start()
+    try:
+        engine.start(time.monotonic())
+        base = f"http://127.0.0.1:{server.address[1]}"
+        for kind, get in probes.items():
+            port = ports.get(get["port"], get["port"])
+            assert port == config.listen_address[1], f"{kind} probes port {get['port']}"
+            status = httpx.get(base + get["path"], timeout=5).status_code
+            assert status != 404, f"{kind} path {get['path']} is not served"
+            if kind != "readinessProbe":
+                assert status == 200, f"{kind} {get['path']} waits for the action's target"
+    finally:
+        server.stop()
+        watcher.stop()
