@@ -95,13 +95,19 @@ def _feed(hasher: Any, label: bytes, data: bytes) -> None:
     hasher.update(len(data).to_bytes(8, "big") + data)
 
 
+#: How deep nested item directories are followed (a guard against symlink loops).
+_MAX_NESTING = 8
+
+
 def digest(path: str, *, max_bytes: int = MAX_KEY_BYTES) -> Digest:
     """Hash the keys of ``path`` (a directory) or the one key ``path`` names (a file).
 
     Dot-entries (``..data``, the hidden generations) are skipped; key symlinks are
     followed, so the digest is the content the app reads. Directories among the keys
-    (nested items) are hashed by name only. Reads are done with the safe reader
-    (non-blocking open, ``fstat`` of the descriptor read, size cap).
+    (nested items: a Secret volume's ``items[].path`` such as ``tls/tls.crt``) are hashed
+    with everything in them, by relative path, so a rotation inside one is a change.
+    Reads are done with the safe reader (non-blocking open, ``fstat`` of the descriptor
+    read, size cap).
     """
     path = os.path.abspath(path)
     if os.path.isdir(path):
@@ -112,27 +118,43 @@ def digest(path: str, *, max_bytes: int = MAX_KEY_BYTES) -> Digest:
     problems: list[str] = []
     keys: list[str] = []
     for name in names:
-        key_path = os.path.join(directory, name)
-        label = name.encode("utf-8", "surrogateescape")
-        if os.path.isdir(key_path):
-            _feed(hasher, label, b"\0dir")
-            continue
-        try:
-            content, _ = read_secret_file(
-                key_path,
-                variable=None,
-                max_bytes=max_bytes,
-                strip=False,
-                check_permissions=False,
-                validate=False,
-            )
-        except SecretFileError as exc:
-            _feed(hasher, label, b"\0error:" + exc.code.encode())
-            problems.append(str(exc))
-            continue
-        keys.append(name)
-        _feed(hasher, label, content)
+        _feed_key(hasher, directory, name, keys, problems, max_bytes, 0)
     return Digest(path, hasher.digest(), tuple(keys), tuple(problems))
+
+
+def _feed_key(
+    hasher: Any,
+    directory: str,
+    name: str,
+    keys: list[str],
+    problems: list[str],
+    max_bytes: int,
+    depth: int,
+) -> None:
+    key_path = os.path.join(directory, name)
+    label = name.encode("utf-8", "surrogateescape")
+    if os.path.isdir(key_path):
+        _feed(hasher, label, b"\0dir")
+        if depth < _MAX_NESTING:
+            for child in iter_keys(key_path):
+                _feed_key(hasher, directory, f"{name}/{child}", keys, problems, max_bytes,
+                          depth + 1)
+        return
+    try:
+        content, _ = read_secret_file(
+            key_path,
+            variable=None,
+            max_bytes=max_bytes,
+            strip=False,
+            check_permissions=False,
+            validate=False,
+        )
+    except SecretFileError as exc:
+        _feed(hasher, label, b"\0error:" + exc.code.encode())
+        problems.append(str(exc))
+        return
+    keys.append(name)
+    _feed(hasher, label, content)
 
 
 def combine(digests: Mapping[str, Digest] | Iterable[Digest]) -> bytes:
