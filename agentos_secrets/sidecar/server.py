@@ -42,6 +42,10 @@ logger = logging.getLogger("agentos_secrets.sidecar")
 
 TOKEN_NAME = "AGENTOS_SERVICE_TOKEN"  # noqa: S105 - a variable name, not a token
 
+#: Seconds a connection may stay silent before it is closed. Each connection holds a
+#: thread, and the port is open to the cluster: idle ones must not pile up.
+REQUEST_TIMEOUT = 10.0
+
 
 class MetricsAuth:
     """Bearer-token check for ``/metrics`` when ``AGENTOS_METRICS_REQUIRE_AUTH=1``.
@@ -100,6 +104,7 @@ def _make_handler(
     class Handler(BaseHTTPRequestHandler):
         server_version = "agentos-secrets-sidecar"
         sys_version = ""
+        timeout = REQUEST_TIMEOUT
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # probes every few seconds would drown the useful lines

@@ -97,6 +97,24 @@ def test_healthz_fails_when_the_watch_dies(served):
     assert health.status_code == 503 and "watch down" in health.json()["reasons"][0]
 
 
+def test_a_silent_connection_is_closed_and_releases_its_thread(served, monkeypatch):
+    import socket
+    import threading
+
+    from agentos_secrets.sidecar import server as server_module
+
+    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT", 0.2)
+    url, _, _ = served()
+    host, port = url.removeprefix("http://").split(":")
+    before = threading.active_count()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        assert sock.recv(1) == b""  # the server gave up on it (recv would block otherwise)
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() <= before
+
+
 def test_metrics_without_auth(served):
     url, engine, _ = served()
     engine.start(time.monotonic())
