@@ -44,6 +44,7 @@ __all__ = [
     "is_kubelet_volume",
     "iter_keys",
     "read_secret_file",
+    "shown_path",
 ]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (import cost)
@@ -101,6 +102,19 @@ def file_identity(path: str) -> FileIdentity | None:
         return FileIdentity.of(os.stat(path))
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+#: Shown instead of a ``NAME_FILE`` value that is not an absolute path.
+HIDDEN_PATH = "<not an absolute path; not shown>"
+
+
+def shown_path(path: str) -> str:
+    """``path`` as messages may show it: absolute paths as they are, others hidden.
+
+    A ``NAME_FILE`` whose value is not an absolute path is most often the secret itself,
+    set in ``NAME_FILE`` instead of ``NAME``: echoing it would log the secret.
+    """
+    return path if path.startswith("/") else HIDDEN_PATH
 
 
 def _where(variable: str | None, path: str) -> str:
@@ -270,10 +284,12 @@ def read_secret_file(
             path=None,
         )
     if not os.path.isabs(path):
+        # The value is not shown: it may be a secret set in NAME_FILE instead of NAME.
         raise SecretPathError(
-            f"{_where(variable, path)}: the path is relative; give an absolute path",
+            f"{variable or 'secret file'}: is not an absolute path (its value is not shown,"
+            " in case it is the secret itself); give the absolute path of the file",
             variable=variable,
-            path=path,
+            path=None,
         )
     try:
         fd = os.open(path, _OPEN_FLAGS)

@@ -37,7 +37,13 @@ from .errors import (
     SecretFileNotFoundError,
 )
 from .explanation import Explanation
-from .files import DEFAULT_MAX_BYTES, FileIdentity, decode_secret, read_secret_file
+from .files import (
+    DEFAULT_MAX_BYTES,
+    FileIdentity,
+    decode_secret,
+    read_secret_file,
+    shown_path,
+)
 from .grace import GraceWindow, as_bytes, match
 from .secret import Secret
 from .snapshot import read_generation, volume_of
@@ -289,7 +295,7 @@ class Loader:
                 found=False,
                 source=origin.kind if origin else None,
                 variable=origin.variable if origin else None,
-                path=origin.path if origin else None,
+                path=shown_path(origin.path) if origin and origin.path else None,
                 rotates=bool(origin and origin.rotates),
                 shadowed=shadowed,
                 conflict=conflict,

@@ -19,6 +19,7 @@ import errno
 import os
 
 from .errors import InvalidNameError
+from .files import shown_path
 
 # typing.TYPE_CHECKING without importing typing: ``import agentos_secrets`` must stay cheap
 # (typing, re and dataclasses together cost several milliseconds at start-up).
@@ -135,7 +136,7 @@ class Origin(tuple[str, str | None, str | None, str | None]):
         if kind == "env":
             return f"environment variable {self.variable}"
         if kind == "file":
-            return f"file {self.path} (from {self.variable})"
+            return f"file {shown_path(self.path or '')} (from {self.variable})"
         if kind == "directory":
             return f"file {self.path} (secret directory {self.directory})"
         return "provider"

@@ -208,7 +208,15 @@ def both_set_on_conflict_error(tmp: Path, value: str) -> Built:
 
 def relative_path(tmp: Path, value: str) -> Built:
     _secret_file(tmp, value.encode())
-    return _file_case("token", SecretPathError)
+    loader = Loader(env={FILE_VAR: "token"})
+    return loader, NAME, SecretPathError, (FILE_VAR,)
+
+
+def secret_set_in_file_var(tmp: Path, value: str) -> Built:
+    # The most common mistake: the secret itself in NAME_FILE. Not an absolute path, so
+    # the error names the variable and never echoes its value.
+    loader = Loader(env={FILE_VAR: value})
+    return loader, NAME, SecretPathError, (FILE_VAR,)
 
 
 def path_with_nul(tmp: Path, value: str) -> Built:
@@ -324,6 +332,7 @@ CATALOGUE: list[Builder] = [
     whitespace_only_file,
     both_set_on_conflict_error,
     relative_path,
+    secret_set_in_file_var,
     path_with_nul,
     file_var_points_at_kubelet_volume,
     directory_key_is_a_directory,
