@@ -52,7 +52,13 @@ class Sidecar:
             stdout=self._log, stderr=self._log, env={**os.environ, **(env or {})},
         )
         self.url = ""
-        _wait(self._listening, "the sidecar to listen")
+        try:
+            _wait(self._listening, "the sidecar to listen")
+        except BaseException:
+            # A sidecar that never listened must not outlive the failed test.
+            self.proc.kill()
+            self.stop()
+            raise
 
     def _listening(self) -> bool:
         assert self.proc.poll() is None, self.text()
@@ -98,6 +104,9 @@ class Sidecar:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
+            code = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
             code = self.proc.wait(10)
         finally:
             self._log.close()
