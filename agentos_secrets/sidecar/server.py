@@ -21,6 +21,7 @@ for probes and a scraper.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -153,6 +154,18 @@ def _make_handler(
     return Handler
 
 
+class _DualStackServer(ThreadingHTTPServer):
+    """An IPv6 listener (``--listen [::]:9095``) that also accepts IPv4 connections, so
+    probes work on IPv6-only and dual-stack pods alike."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
 class Server:
     """The probe and metrics server on its own daemon thread."""
 
@@ -164,7 +177,8 @@ class Server:
         auth: MetricsAuth,
         clock: Callable[[], float],
     ) -> None:
-        self.httpd = ThreadingHTTPServer(address, _make_handler(engine, metrics, auth, clock))
+        server_class = _DualStackServer if ":" in address[0] else ThreadingHTTPServer
+        self.httpd = server_class(address, _make_handler(engine, metrics, auth, clock))
         self.httpd.daemon_threads = True
         # serve_forever() polls its shutdown flag every poll_interval; a long interval
         # keeps an idle sidecar asleep, and stop() wakes it with a connection instead.
@@ -186,8 +200,10 @@ class Server:
             stopper = threading.Thread(target=self.httpd.shutdown, daemon=True)
             stopper.start()
             host, port = self.address
-            if host in ("0.0.0.0", "::", ""):  # noqa: S104 - connect to our own socket
+            if host in ("0.0.0.0", ""):  # noqa: S104 - connect to our own socket
                 host = "127.0.0.1"
+            elif host == "::":
+                host = "::1"
             while stopper.is_alive():
                 try:
                     socket.create_connection((host, port), timeout=1).close()

@@ -39,7 +39,8 @@ def served(tmp_path):
     """A started engine with a real watcher, served on loopback; yields (url, engine)."""
     servers: list[tuple[Server, DirectoryWatcher]] = []
 
-    def make(env: dict[str, str] | None = None, loader: Loader | None = None):
+    def make(env: dict[str, str] | None = None, loader: Loader | None = None,
+             host: str = "127.0.0.1"):
         writer = AtomicWriter(tmp_path / "vol")
         writer.write({"AGENTOS_SERVICE_TOKEN": "v0"})
         metrics = Metrics("http")
@@ -52,17 +53,28 @@ def served(tmp_path):
             resync=60, watcher=watcher,
         )
         engine_box.append(engine)
-        server = Server(("127.0.0.1", 0), engine, metrics,
+        server = Server((host, 0), engine, metrics,
                         MetricsAuth(env or {}, loader), time.monotonic)
         server.start()
         servers.append((server, watcher))
-        host, port = server.address
-        return f"http://{host}:{port}", engine, writer
+        bound, port = server.address
+        return f"http://{bound}:{port}", engine, writer
 
     yield make
     for server, watcher in servers:
         server.stop()
         watcher.stop()
+
+
+def test_an_ipv6_listen_address_serves_ipv6_and_ipv4(served):
+    # --listen [::]:9095 for IPv6-only or dual-stack pods: one socket takes both families.
+    url, _engine, _ = served(host="::")
+    port = url.rsplit(":", 1)[1]
+    answers = [
+        httpx.get(f"{base}:{port}/startupz", timeout=5).json()
+        for base in ("http://[::1]", "http://127.0.0.1")
+    ]
+    assert answers[0] == answers[1]
 
 
 def test_probes_before_and_after_start(served):
