@@ -180,7 +180,8 @@ def _build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("state, server, logs")
     g.add_argument("--state-file", metavar="PATH", help="last applied fingerprint")
     g.add_argument("--listen", metavar="HOST:PORT",
-                   help="/healthz, /readyz, /metrics (default: 0.0.0.0:9095; '' or off: none)")
+                   help="/healthz, /startupz, /readyz, /metrics (default: 0.0.0.0:9095;"
+                   " '' or off: none)")
     g.add_argument("--log-format", choices=("json", "text"), help="(default: json)")
     g.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="(default: INFO)")

@@ -43,6 +43,12 @@ class Detector:
         self.combined = combine(self._digests)
         return self.combined
 
+    def missing(self) -> list[str]:
+        """Watched paths that do not exist (a typo in ``--watch``, or not mounted yet):
+        watched through an existing parent, a rotation inside them would be seen only
+        by the periodic re-check."""
+        return [p for p in self.paths if not os.path.lexists(p)]
+
     def problems(self) -> list[str]:
         """Keys that could not be read, by path and reason (never content)."""
         return [p for d in self._digests.values() for p in d.problems]

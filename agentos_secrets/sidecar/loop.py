@@ -417,6 +417,10 @@ class Engine:
             cached = self._ready_cache = (now, why)
         if cached[1]:
             reasons.append(cached[1])
+        reasons.extend(
+            f"--watch {path} does not exist (a typo, or not mounted)"
+            for path in self.detector.missing()
+        )
         ok = not reasons
         self.metrics.ready.set(1 if ok else 0)
         return ok, {"reasons": reasons}

@@ -101,6 +101,18 @@ def test_readyz_says_why_the_target_is_missing_startupz_does_not_wait_for_it(ser
     assert httpx.get(url + "/startupz").status_code == 200
 
 
+def test_readyz_names_a_watched_path_that_does_not_exist(served, tmp_path):
+    url, engine, _ = served()
+    typo = str(tmp_path / "vol-typo")
+    engine.detector = type(engine.detector)([*engine.detector.paths, typo])
+    engine.start(time.monotonic())
+    ready = httpx.get(url + "/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["reasons"] == [f"--watch {typo} does not exist (a typo, or not mounted)"]
+    os.mkdir(typo)
+    assert httpx.get(url + "/readyz").status_code == 200
+
+
 def test_healthz_fails_when_the_watch_dies(served):
     url, engine, _ = served()
     engine.start(time.monotonic())
