@@ -40,8 +40,9 @@ class Rule(NamedTuple):
 
     @property
     def help_anchor(self) -> str:
-        """The anchor of the rule's section in docs/rules.md."""
-        return self.id.lower()
+        """The anchor of the rule's section in docs/rules.md (heading ``### AS110 name``,
+        which GitHub anchors as ``as110-name``)."""
+        return f"{self.id.lower()}-{self.name}"
 
 
 _E, _W = Severity.ERROR, Severity.WARNING

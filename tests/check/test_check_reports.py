@@ -129,7 +129,7 @@ def test_json_report_contents(run_check, env_variant):
     (finding,) = doc["findings"]
     assert finding["ruleId"] == "AS114" and finding["severity"] == "warning"
     assert finding["location"]["variable"] == "AGENTOS_SIGNING_KEY_PREVIOUS"
-    assert finding["help"].endswith("#as114")
+    assert finding["help"].endswith("#as114-previous-equals-current")
     assert doc["summary"] == {"errors": 0, "warnings": 1, "suppressed": 0, "passed": False}
     assert doc["exitCode"] == run.code == 1
 

@@ -41,3 +41,14 @@ def test_each_rule_is_documented_fully(rule_id):
     assert ("prod only" in section) == (rule.profiles == ("prod",))
     assert "Why:" in section and "Fix:" in section
     assert re.search(r"\bbad\b", section) and re.search(r"\bgood\b", section), rule_id
+
+
+def _github_anchor(heading: str) -> str:
+    # GitHub's heading slug: lower-case, punctuation other than - and _ dropped, spaces -> -.
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("rule_id", list(RULES))
+def test_help_links_land_on_the_rule(rule_id):
+    heading = _sections()[rule_id].splitlines()[0]
+    assert RULES[rule_id].help_anchor == _github_anchor(heading)
