@@ -20,7 +20,8 @@ from typing import Any
 
 from agentos_secrets.testing import AtomicWriter
 from benchmarks._sidecar import mode_note, sizes, start_sidecar
-from examples.procs import Children, python_module
+from examples.launch import start_client, start_service
+from examples.procs import Children
 
 ROTATIONS = sizes(10, 3)
 SPACING_S = 1.5
@@ -33,14 +34,7 @@ def _run(grace: float) -> dict[str, Any]:
         volume = os.path.join(tmp, "secrets")
         writer = AtomicWriter(volume)
         writer.write({"AGENTOS_SERVICE_TOKEN": "load-token-0000"})
-        service = children.start(
-            "service",
-            python_module("examples.service", "--secret-dir", volume, "--grace", str(grace)),
-        )
-        line = service.wait_line(lambda ln: '"listening"' in ln.text, 20)
-        if line is None:
-            raise RuntimeError(f"the service did not start:\n{service.output()}")
-        port = json.loads(line.text)["port"]
+        _service, port = start_service(children, volume, grace)
         start_sidecar(
             children,
             "sidecar",
@@ -48,18 +42,7 @@ def _run(grace: float) -> dict[str, Any]:
             f"http://127.0.0.1:{port}/-/reload",
             "--debounce", "0.2", "--min-interval", "0", "--max-per-hour", "100000",
         )  # fmt: skip
-        client = children.start(
-            "client",
-            python_module(
-                "examples.load",
-                "--url", f"http://127.0.0.1:{port}/v1/models",
-                "--secret-dir", volume,
-                "--rate", str(RATE),
-                "--refresh", str(CLIENT_REFRESH_S),
-            ),
-        )  # fmt: skip
-        if client.wait_line(lambda ln: '"load-started"' in ln.text, 20) is None:
-            raise RuntimeError(f"the client did not start:\n{client.output()}")
+        client = start_client(children, port, volume, RATE, CLIENT_REFRESH_S)
         time.sleep(1.0)
         for i in range(1, ROTATIONS + 1):
             writer.write({"AGENTOS_SERVICE_TOKEN": f"load-token-{i:04d}"})

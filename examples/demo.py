@@ -40,6 +40,7 @@ from typing import Any
 
 from agentos_secrets.secret import fingerprint_bytes
 from agentos_secrets.testing import AtomicWriter
+from examples.launch import start_client, start_service
 from examples.procs import Child, Children, Line, python_module
 
 TOKEN = "AGENTOS_SERVICE_TOKEN"
@@ -120,14 +121,7 @@ def _is_detection(line: Line, after: float) -> bool:
 
 
 def _start_service(children: Children, volume: str, timeline: Timeline) -> tuple[Child, int]:
-    service = children.start(
-        "service",
-        python_module("examples.service", "--secret-dir", volume, "--grace", str(GRACE_S)),
-    )
-    line = service.wait_line(lambda ln: '"listening"' in ln.text, STARTUP_TIMEOUT_S)
-    if line is None:
-        raise RuntimeError("the service did not start:\n" + service.output())
-    port = int(json.loads(line.text)["port"])
+    service, port = start_service(children, volume, GRACE_S)
     timeline.say(f"service up: pid {service.pid}, http://127.0.0.1:{port}, grace {GRACE_S:g} s")
     return service, port
 
@@ -309,18 +303,7 @@ def run(timeline: Timeline) -> None:
         timeline.say(f"Secret volume written kubelet-style at {volume} (3 keys)")
         service, port = _start_service(children, volume, timeline)
         sidecar, metrics_port = _start_sidecar(children, volume, tmp, port, timeline)
-        client = children.start(
-            "client",
-            python_module(
-                "examples.load",
-                "--url", f"http://127.0.0.1:{port}/v1/models",
-                "--secret-dir", volume,
-                "--rate", str(RATE),
-                "--refresh", str(CLIENT_REFRESH_S),
-            ),
-        )  # fmt: skip
-        if client.wait_line(lambda ln: '"load-started"' in ln.text, STARTUP_TIMEOUT_S) is None:
-            raise RuntimeError("the client did not start:\n" + client.output())
+        client = start_client(children, port, volume, RATE, CLIENT_REFRESH_S)
         timeline.say(
             f"client: pid {client.pid}, {RATE:g} req/s, re-reads its token every"
             f" {CLIENT_REFRESH_S * 1000:.0f} ms"
