@@ -354,3 +354,21 @@ def iter_keys(directory: str) -> Iterator[str]:
     for entry in sorted(entries):
         if not entry.startswith("."):
             yield entry
+
+
+def read_bounded(path: str, *, what: str, max_bytes: int) -> bytes:
+    """The raw bytes of a file that is not a secret value (a manifest, an env file, a state
+    file), read as safely as a secret: never blocks on a FIFO, never grows past
+    ``max_bytes`` (``/dev/zero`` fails at once), a regular file only.
+
+    This is the one bounded reader every component uses for files it did not write.
+    ``what`` names the file in errors (a flag or variable, e.g. ``--env-file``); errors are
+    :class:`SecretFileError` subclasses whose message names ``what`` and ``path`` (or hides
+    a path that is not absolute, in case it is a secret typed into the wrong place).
+    A caller for which a relative path is legitimate (a command-line argument) passes
+    ``os.path.abspath(path)``.
+    """
+    data, _identity = read_secret_file(
+        path, variable=what, max_bytes=max_bytes, check_permissions=False, validate=False
+    )
+    return data
