@@ -71,8 +71,10 @@ class Origin(tuple[str, str | None, str | None, str | None]):
         return "provider"
 
     def __repr__(self) -> str:
+        # shown_path: a NAME_FILE that is not an absolute path may be the secret itself.
+        path = None if self[2] is None else shown_path(self[2])
         return (
-            f"Origin(kind={self[0]!r}, variable={self[1]!r}, path={self[2]!r},"
+            f"Origin(kind={self[0]!r}, variable={self[1]!r}, path={path!r},"
             f" directory={self[3]!r})"
         )
 

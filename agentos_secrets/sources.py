@@ -22,7 +22,7 @@ import os
 import sys
 
 from ._log import logger
-from .errors import ConflictError, InvalidNameError, ProviderError, SecretError
+from .errors import ConflictError, InvalidNameError, ProviderError
 from .files import decode_secret
 from .origin import Located, Origin
 from .secret import Secret
@@ -302,9 +302,8 @@ class Chain:
         failure: str | None = None
         try:
             value = self.provider(name)  # type: ignore[operator]
-        except SecretError:
-            raise
         except Exception as exc:  # noqa: BLE001 - any provider failure is wrapped
+            # A SecretError too: the provider wrote its message, which may quote a value.
             failure = type(exc).__name__
         if failure is not None:
             # Raised outside the except block so that the provider's exception is not
