@@ -27,7 +27,7 @@ from .errors import MissingSecretError
 from .explanation import Explanation
 from .explanation import explain as _explain
 from .files import DEFAULT_MAX_BYTES
-from .grace import GraceWindow, as_bytes, match
+from .grace import GraceWindow, VerifyCounts, as_bytes, match
 from .snapshot import take
 from .sources import Chain, normalize_name
 
@@ -90,6 +90,7 @@ class Loader:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self._grace = GraceWindow(grace, clock)
+        self._verified = VerifyCounts()
         self._cache = LiveCache(
             self._chain.lookup,
             max_bytes=max_bytes,
@@ -192,7 +193,8 @@ class Loader:
         value is compared, in constant time, whatever matched first. ``presented`` may
         be ``str`` (UTF-8), ``bytes`` or a ``Secret``; it is compared byte-exact (not
         trimmed). Raises ``MissingSecretError`` when ``name`` has no accepted value at
-        all (a misconfiguration, not a rejected caller).
+        all (a misconfiguration, not a rejected caller). Each answer is counted (see
+        :meth:`verify_counts`).
         """
         key = normalize_name(name)
         data = as_bytes(presented)
@@ -210,7 +212,25 @@ class Loader:
                 f" (neither {key} nor {key}_PREVIOUS is set)",
                 variable=key,
             )
-        return match(data, candidates)
+        result = match(data, candidates)
+        self._verified.record(key, result)
+        return result
+
+    def verify_counts(self) -> dict[tuple[str, str], int]:
+        """How often ``verify`` answered, by (name, result): result is ``"current"``,
+        ``"previous"`` or ``"none"`` (no accepted value matched); every result is listed,
+        0 included, for each name verified so far. A call that raised is not counted.
+        ``agentos_secrets.prometheus`` exposes these as ``agentos_secrets_verify_total``.
+        """
+        return self._verified.counts()
+
+    def verify_last_previous(self) -> dict[str, float]:
+        """When ``verify`` last answered ``"previous"``, by name (Unix time, seconds).
+
+        A rotation's old value is still in use while this keeps moving; once it stays
+        put for a quiet period, no caller sends the old value any more.
+        """
+        return self._verified.last_previous()
 
     def watch(
         self,

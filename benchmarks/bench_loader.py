@@ -21,6 +21,10 @@ of the per-repetition ratios (pairs that ran back to back). Results are freed
 after the clock stops (a service keeps its Loader), and ``CREDENTIALS_DIRECTORY`` is off
 because the plain loop does not look at it either.
 
+Last, the cost of counting ``verify()`` answers (issue 9): ``verify`` of a current value
+with the Loader's counters, beside the same Loader with a counter that does nothing
+(best of interleaved rounds; target: within 1.1x, i.e. negligible).
+
 Targets (issue 2), at N=1000: at least 20x faster than pydantic-settings, and within 1.5x
 of the plain loop (which does no safety checks at all).
 """
@@ -234,6 +238,44 @@ def _bench_volume(names: list[str], root: Path, reps: int) -> tuple[float, float
     return ratio, speedup
 
 
+class _NoCounts:
+    """A verify counter that counts nothing: the baseline for the counters' cost."""
+
+    def record(self, name: str, result: object) -> None:
+        pass
+
+
+def _bench_verify_counting(rounds: int = 41, calls: int = 5_000) -> float:
+    """Print the verify-counting block; return counted / uncounted (median of the
+    per-round ratios: each round times both back to back, in alternating order)."""
+    name = "AGENTOS_BENCH_VERIFY"
+    env = {name: "current-value-" + "v" * 24, name + "_PREVIOUS": "previous-value-" + "p" * 24}
+    counted = Loader(env=env, use_credentials_directory=False)
+    uncounted = Loader(env=env, use_credentials_directory=False)
+    uncounted._verified = _NoCounts()  # type: ignore[assignment]
+    presented = env[name + "_PREVIOUS"]
+
+    def per_call(loader: Loader) -> float:
+        verify = loader.verify
+        started = time.perf_counter()
+        for _ in range(calls):
+            verify(name, presented)
+        return (time.perf_counter() - started) / calls
+
+    samples = _Samples(counted=[], uncounted=[])
+    for rep in range(rounds):
+        pair = [("counted", counted), ("uncounted", uncounted)]
+        for label, loader in pair if rep % 2 else pair[::-1]:
+            samples[label].append(per_call(loader))
+    assert counted.verify_counts()[(name, "previous")] == rounds * calls
+    ratio = samples.ratio("counted", "uncounted")
+    print(f" verify() of a previous value ({rounds} rounds x {calls:,} calls, median)")
+    print(f"  {'with counters':<30} {samples.median('counted') * 1e6:9.2f} us"
+          f"  {ratio:6.2f}x uncounted")
+    print(f"  {'with a no-op counter':<30} {samples.median('uncounted') * 1e6:9.2f} us")
+    return ratio
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -254,12 +296,17 @@ def main() -> None:
             file_ratio = _bench_files(names, root, reps)
             plain_ratio = _bench_plain_dir(names, root, reps)
             dir_ratio, speedup = _bench_volume(names, root, reps)
+    counting = _bench_verify_counting()
     print(f" At N={SIZES[-1]}:")
     print(f"  vs pydantic-settings: {speedup:.0f}x faster (target >= 20x: {_met(speedup >= 20)})")
     worst = max(file_ratio, plain_ratio, dir_ratio)
     print(
         f"  vs plain loop: {file_ratio:.2f}x (NAME_FILE), {plain_ratio:.2f}x (plain directory),"
         f" {dir_ratio:.2f}x (kubelet volume) (target <= 1.5x: {_met(worst <= 1.5)})"
+    )
+    print(
+        f"  verify() counting: {counting:.2f}x uncounted"
+        f" (target <= 1.1x: {_met(counting <= 1.1)})"
     )
 
 
