@@ -18,6 +18,7 @@ cache's, ``cache.LiveCache.read``, which reads through ``files``). It never cach
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -101,20 +102,38 @@ def env_text(env: Mapping[str, str], variable: str) -> str | None:
     return value or None
 
 
+def _lexists(path: str) -> bool:
+    """``os.path.lexists`` through ``readlink``: cheap for a kubelet key (a symlink)."""
+    try:
+        os.readlink(path)
+    except OSError as exc:
+        return exc.errno == errno.EINVAL  # readlink's "not a symlink": it exists
+    except ValueError:  # an embedded NUL
+        return False
+    return True
+
+
 # faccessat(AT_SYMLINK_NOFOLLOW) answers "does the path exist" as lexists does (a dangling
 # symlink exists; ENOENT, ENOTDIR, EACCES, ELOOP are misses) without raising on a miss or
-# building a stat_result: on a plain directory of files, where readlink would fail with
-# EINVAL on every key, it is the cheapest existence check there is.
-_ACCESS_FLAGS = {"follow_symlinks": False}
+# building a stat_result: on a plain directory of files, where readlink fails with EINVAL
+# on every key, that exception was most of the gap to a plain open() loop. Used only where
+# the libc and kernel support the flags (faccessat2; musl on an older kernel refuses them
+# with EINVAL, which os.access reports as False): "/" must be seen to exist.
+_ACCESS_FLAGS: dict[str, bool] = {"follow_symlinks": False}
 if os.access in os.supports_effective_ids:
-    _ACCESS_FLAGS["effective_ids"] = True  # the effective uid, as open() uses
+    _ACCESS_FLAGS["effective_ids"] = True  # the effective ids, as open() uses
 
 
-def _exists(path: str, _access: Any = os.access, _f: int = os.F_OK) -> bool:
+def _accessible(path: str, _access: Any = os.access, _f: int = os.F_OK) -> bool:
     try:
         return _access(path, _f, **_ACCESS_FLAGS)
     except ValueError:  # an embedded NUL
         return False
+
+
+_exists = _lexists
+if os.access in os.supports_follow_symlinks and _accessible("/"):
+    _exists = _accessible
 
 
 def _text_bytes(text: str) -> bytes:
