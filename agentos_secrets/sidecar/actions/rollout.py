@@ -40,7 +40,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ...errors import SecretError
-from ...files import read_secret_file
+from ...files import read_bounded, read_secret_file, shown_path
 from .base import ActionError
 
 if TYPE_CHECKING:  # httpx is imported lazily: it is only needed once the action runs.
@@ -67,6 +67,7 @@ DEFAULT_CA_FILE = f"{_SA_DIR}/ca.crt"
 PATCH_CONTENT_TYPE = "application/strategic-merge-patch+json"
 
 _MAX_TOKEN_BYTES = 16 * 1024
+_MAX_CA_BYTES = 1024 * 1024
 
 # Kubernetes name rules (apimachinery/pkg/util/validation): a Deployment name is a DNS-1123
 # subdomain, a namespace a DNS-1123 label; an annotation key is [prefix/]name.
@@ -87,7 +88,7 @@ class RolloutConfigError(ValueError):
 def _check_subdomain(flag: str, value: str) -> None:
     if len(value) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(value):
         raise RolloutConfigError(
-            f"{flag} {value!r} is not a valid Kubernetes name"
+            f"{flag}: not a valid Kubernetes name (the value is not shown)"
             " (lower-case letters, digits, '-' and '.', at most 253 characters)"
         )
 
@@ -95,7 +96,7 @@ def _check_subdomain(flag: str, value: str) -> None:
 def _check_label(flag: str, value: str) -> None:
     if len(value) > 63 or not _DNS_LABEL_RE.fullmatch(value):
         raise RolloutConfigError(
-            f"{flag} {value!r} is not a valid Kubernetes namespace"
+            f"{flag}: not a valid Kubernetes namespace (the value is not shown)"
             " (lower-case letters, digits and '-', at most 63 characters)"
         )
 
@@ -106,8 +107,9 @@ def _check_annotation(value: str) -> None:
         _check_subdomain("--annotation prefix", prefix)
     if len(name) > 63 or not _QUALIFIED_NAME_RE.fullmatch(name):
         raise RolloutConfigError(
-            f"--annotation {value!r} is not a valid annotation key ([prefix/]name; the name"
-            " is at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)"
+            "--annotation: not a valid annotation key (the value is not shown; [prefix/]name,"
+            " the name is at most 63 letters, digits, '-', '_' or '.', starting and ending"
+            " alphanumeric)"
         )
 
 
@@ -243,7 +245,7 @@ class RolloutAction:
         if self.namespace is None:
             return (
                 "--namespace is not set (AGENTOS_SIDECAR_NAMESPACE) and no service account"
-                f" namespace file is readable beside {self.token_file}"
+                f" namespace file is readable beside {shown_path(self.token_file)}"
             )
         try:
             self._read_token()
@@ -266,14 +268,20 @@ class RolloutAction:
     def _new_client(self) -> httpx.Client:
         import httpx
 
+        # Read with the bounded reader, not by OpenSSL's own open(): a FIFO or a device
+        # put where the CA belongs must fail at once, not hang the loop or fill memory.
         try:
-            context = ssl.create_default_context(cafile=self.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
-                type(exc).__name__
+            pem = read_bounded(self.ca_file, what="--ca-file", max_bytes=_MAX_CA_BYTES)
+        except SecretError as exc:
+            raise ActionError(f"cannot load the CA bundle: {exc}", retryable=False) from None
+        try:
+            context = ssl.create_default_context(
+                cadata=pem.decode("ascii", "replace")
             )
+        except (ValueError, ssl.SSLError) as exc:
             raise ActionError(
-                f"--ca-file ({self.ca_file}): cannot load the CA bundle ({reason})",
+                f"--ca-file ({shown_path(self.ca_file)}): cannot load the CA bundle"
+                f" ({type(exc).__name__})",
                 retryable=False,
             ) from None
         return httpx.Client(
@@ -304,7 +312,7 @@ class RolloutAction:
             if _untrusted_certificate(exc):
                 raise ActionError(
                     f"{what}: the API server's certificate is not trusted by --ca-file"
-                    f" ({self.ca_file})",
+                    f" ({shown_path(self.ca_file)})",
                     retryable=False,
                 ) from None
             raise ActionError(
