@@ -296,13 +296,14 @@ class DirectoryWatcher:
                 self._observer = observer
         return self.ensure(hint=False)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the observer, waiting at most ``timeout`` seconds for its thread."""
         with self._lock:
             observer, self._observer = self._observer, None
             self._watches.clear()
         if observer is not None:
             observer.stop()
-            observer.join(timeout=5)
+            observer.join(timeout=timeout)
 
     # -- health -------------------------------------------------------------------------
     @property
