@@ -68,8 +68,10 @@ REQUEST_TIMEOUT = 5.0
 WRITE_TIMEOUT = 5.0
 #: Open connections at once; see :class:`Server` for what happens beyond.
 MAX_CONNECTIONS = 64
-#: A connection still sending its head after this long may be evicted for a new one.
-EVICT_AFTER = 0.5
+#: At the cap, a new connection evicts the one that has waited longest for its head if
+#: that one is at least this old. 0: always, so a probe (whose head arrives with its
+#: connection and is read at once) always gets in, however many slow clients churn.
+EVICT_AFTER = 0.0
 #: Threads that compute answers (probes, metrics); the I/O thread is one more.
 WORKERS = 4
 #: Requests waiting for a worker at most (503 beyond).
@@ -220,9 +222,10 @@ class Server:
     :data:`WORKERS` threads that compute the answer. Limits:
 
     * at most :data:`MAX_CONNECTIONS` open connections. A new one beyond that evicts the
-      oldest connection still sending its head if that one has been open for
-      :data:`EVICT_AFTER` seconds (a probe sends its head at once, a slowloris never
-      does, so probes keep getting through); otherwise it is answered 503 and closed;
+      connection that has waited longest for its head (answered 503 and closed): a
+      probe sends its head with its connection and is read at once, a slowloris never
+      completes one, so probes keep getting through however many slow clients churn.
+      When no connection is still sending its head, the new one gets 503 at once;
     * the head must arrive within :data:`REQUEST_TIMEOUT` seconds (408), the response be
       taken within :data:`WRITE_TIMEOUT`;
     * at most :data:`MAX_QUEUED` requests wait for a worker (503 beyond);

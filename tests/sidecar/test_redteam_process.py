@@ -37,7 +37,7 @@ def _wait(predicate, what: str, timeout: float = 20.0) -> None:
 
 def _start(tmp_path, args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, object]:
     log = tmp_path / "stderr.log"
-    handle = open(log, "wb")  # noqa: SIM115 - closed by the caller
+    handle = open(log, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentos_secrets", "sidecar", *args,
          "--listen", "127.0.0.1:0", "--log-format", "json"],
