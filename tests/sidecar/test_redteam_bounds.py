@@ -2,15 +2,24 @@
 
 Each failed before its fix: links back to a watched directory fanned the digest out
 exponentially, the digest had no entry or byte budget, and the pid file and the CA
-bundle were opened with a plain ``open()`` that blocks forever on a FIFO.
+bundle were opened with a plain ``open()`` that blocks forever on a FIFO; the ``http``
+action read a reload endpoint's whole answer into memory, however long.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
 
 from agentos_secrets import watch
+from agentos_secrets.sidecar.actions.base import ActionError
+from agentos_secrets.sidecar.actions.bounded import read_body
+from agentos_secrets.sidecar.actions.http import HttpAction
 from agentos_secrets.sidecar.actions.process import TargetSpec, find_target
 from agentos_secrets.sidecar.actions.rollout import RolloutAction
 
@@ -102,3 +111,59 @@ def test_a_fifo_ca_file_does_not_hang_the_rollout(tmp_path):
     answer: list[str | None] = []
     assert _finishes(lambda: answer.append(action.ready()))
     assert "--ca-file" in (answer[0] or "")
+
+
+@pytest.fixture
+def endless_server():
+    """A loopback endpoint answering 200 with an endless body (1 KiB chunks)."""
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**12))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                while not stop.is_set():
+                    self.wfile.write(b"x" * 1024)
+
+        do_GET = do_POST
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/reload"
+    stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_endless_reload_answer_is_not_read_to_its_end(endless_server):
+    # httpx's request() read the whole body into memory: this never returned.
+    action = HttpAction(endless_server, timeout=5)
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            action.apply("")
+            outcome.append("ok")
+        except ActionError as exc:
+            outcome.append(exc)
+
+    try:
+        assert _finishes(run)
+    finally:
+        action.close()
+    assert outcome == ["ok"]  # the status was 200; the body is not used
+
+
+def test_read_body_stops_at_its_limit(endless_server):
+    with httpx.Client() as client, client.stream("GET", endless_server) as response:
+        assert read_body(response, limit=10_000, seconds=5) is None

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import SecretError
 from ...files import read_bounded, read_secret_file, shown_path
 from .base import ActionError
+from .bounded import IDENTITY, read_body
 
 if TYPE_CHECKING:  # httpx is imported lazily: it is only needed once the action runs.
     import httpx
@@ -68,6 +69,7 @@ PATCH_CONTENT_TYPE = "application/strategic-merge-patch+json"
 
 _MAX_TOKEN_BYTES = 16 * 1024
 _MAX_CA_BYTES = 1024 * 1024
+_MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a Deployment object is a few KiB
 
 # Kubernetes name rules (apimachinery/pkg/util/validation): a Deployment name is a DNS-1123
 # subdomain, a namespace a DNS-1123 label; an annotation key is [prefix/]name.
@@ -301,8 +303,13 @@ class RolloutAction:
         if body is not None:
             headers["Content-Type"] = PATCH_CONTENT_TYPE
         what = f"{method} deployment {self.namespace}/{self.deployment}"
+        headers.update(IDENTITY)
         try:
-            response = self._http().request(method, self.path, content=body, headers=headers)
+            with self._http().stream(
+                method, self.path, content=body, headers=headers
+            ) as response:
+                status = response.status_code
+                raw = read_body(response, limit=_MAX_RESPONSE_BYTES, seconds=self.timeout)
         except httpx.TimeoutException as exc:
             raise ActionError(
                 f"{what}: timed out after {self.timeout:g} s ({type(exc).__name__})",
@@ -318,11 +325,16 @@ class RolloutAction:
             raise ActionError(
                 f"{what}: cannot reach the API server ({type(exc).__name__})", retryable=True
             ) from None
-        status = response.status_code
+        if raw is None:
+            raise ActionError(
+                f"{what}: the API server's answer is larger than {_MAX_RESPONSE_BYTES} bytes"
+                f" or slower than {self.timeout:g} s",
+                retryable=True,
+            )
         if not 200 <= status < 300:
             reason = ""
             try:
-                payload = response.json()
+                payload = json.loads(raw)
                 candidate = payload.get("reason") if isinstance(payload, dict) else None
                 if isinstance(candidate, str) and _REASON_RE.fullmatch(candidate):
                     reason = f" {candidate}"
@@ -336,7 +348,7 @@ class RolloutAction:
                 status=status,
             )
         try:
-            document = response.json()
+            document = json.loads(raw)
         except ValueError:
             document = None
         if not isinstance(document, dict):
