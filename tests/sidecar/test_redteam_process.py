@@ -169,3 +169,82 @@ def test_sigterm_during_a_hung_exec_exits_within_the_budget(tmp_path):
     _wait(lambda: not _alive(command) and not _alive(grandchild), "the command's group to die",
           timeout=5)
     _assert_json_lines(log.read_text(errors="replace"))
+
+
+def _sigterm_took(proc: subprocess.Popen, handle) -> tuple[float, int]:
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        handle.close()
+    return time.monotonic() - started, code
+
+
+def test_sigterm_during_a_hung_http_request_exits_within_the_budget(tmp_path, webhook):
+    webhook.responder = lambda n: 0  # the app accepts the request and never answers
+    volume = AtomicWriter(tmp_path / "vol")
+    volume.write({"KEY": "v0"})
+    proc, handle = _start(
+        tmp_path,
+        ["--watch", volume.target_dir, "--action", "http", "--url", webhook.url,
+         "--debounce", "0", "--min-interval", "0", "--timeout", "25",
+         "--shutdown-timeout", "2"],
+        {},
+    )
+    log = tmp_path / "stderr.log"
+    try:
+        _wait(lambda: _url(log) is not None, "the sidecar to listen")
+        url = _url(log)
+        _wait(lambda: httpx.get(url + "/startupz", timeout=5).status_code == 200, "startup")
+        volume.write({"KEY": "v1"})
+        assert webhook.wait_for(1, timeout=20)
+    except BaseException:
+        proc.kill()
+        raise
+    took, code = _sigterm_took(proc, handle)
+    assert took < 10, took  # before: the loop thread was joined for 4 x --timeout + 5 s
+    assert code == 0
+    _assert_json_lines(log.read_text(errors="replace"))
+
+
+def test_sigterm_during_a_restart_grace_period_exits_within_the_budget(tmp_path):
+    target = subprocess.Popen([sys.executable, "-c",
+                               "import signal, time; signal.signal(signal.SIGTERM,"
+                               " signal.SIG_IGN); print('up', flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE)
+    try:
+        assert target.stdout is not None and target.stdout.readline() == b"up\n"
+        pidfile = tmp_path / "app.pid"
+        pidfile.write_text(str(target.pid))
+        volume = AtomicWriter(tmp_path / "vol")
+        volume.write({"KEY": "v0"})
+        proc, handle = _start(
+            tmp_path,
+            ["--watch", volume.target_dir, "--action", "restart", "--target-pidfile",
+             str(pidfile), "--grace-period", "300", "--debounce", "0", "--min-interval",
+             "0", "--shutdown-timeout", "2"],
+            {},
+        )
+        log = tmp_path / "stderr.log"
+        try:
+            _wait(lambda: _url(log) is not None, "the sidecar to listen")
+            url = _url(log)
+            _wait(lambda: httpx.get(url + "/startupz", timeout=5).status_code == 200,
+                  "startup")
+            volume.write({"KEY": "v1"})  # SIGTERM to the target, which ignores it
+            _wait(lambda: httpx.get(url + "/healthz", timeout=5).json()["pending_change"],
+                  "the restart to start")
+            time.sleep(0.5)  # inside the 300 s grace period now
+        except BaseException:
+            proc.kill()
+            raise
+        took, code = _sigterm_took(proc, handle)
+        assert took < 10, took  # before: the grace period (300 s) was waited out
+        assert code == 0
+        _assert_json_lines(log.read_text(errors="replace"))
+    finally:
+        target.kill()
+        target.wait(10)
