@@ -242,3 +242,16 @@ def test_every_number_flag_accepts_only_finite_bounded_values(text):
             continue
         value = getattr(config, flag[2:].replace("-", "_"))
         assert value == value and abs(value) < 10**7
+
+
+def test_an_exec_command_that_is_not_a_path_is_not_named(canary):
+    # AGENTOS_SIDECAR_EXEC=<secret>: "command <secret> cannot be run" reached the logs
+    # and /healthz's last_error.
+    from agentos_secrets.sidecar.actions.base import ActionError
+    from agentos_secrets.sidecar.actions.exec import ExecAction
+
+    action = ExecAction((canary.value,))
+    with pytest.raises(ActionError) as err:
+        action.apply("")
+    canary.assert_absent(str(err.value), repr(action))
+    assert ExecAction(("/usr/bin/true",)).name == "true"

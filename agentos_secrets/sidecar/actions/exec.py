@@ -49,8 +49,16 @@ class ExecAction:
         self._proc: subprocess.Popen[bytes] | None = None
         self._aborted = threading.Event()
 
+    @property
+    def name(self) -> str:
+        """How messages name the command: the basename of an absolute ``argv[0]``; a bare
+        word is not shown (``--exec`` may hold a secret typed into the wrong variable,
+        and the name reaches the logs and ``/healthz``)."""
+        first = self.argv[0]
+        return os.path.basename(first) if first.startswith("/") else "(--exec command)"
+
     def __repr__(self) -> str:
-        return f"ExecAction({os.path.basename(self.argv[0])!r})"
+        return f"ExecAction({self.name!r})"
 
     def ready(self) -> str | None:
         return None
@@ -59,7 +67,7 @@ class ExecAction:
         env = dict(os.environ)
         if fingerprint:
             env["AGENTOS_SECRETS_FINGERPRINT"] = fingerprint
-        name = os.path.basename(self.argv[0])
+        name = self.name
         with self._lock:
             if self._aborted.is_set():
                 raise ActionError(f"command {name} not run: shutting down", retryable=True)
