@@ -255,3 +255,13 @@ def test_an_exec_command_that_is_not_a_path_is_not_named(canary):
         action.apply("")
     canary.assert_absent(str(err.value), repr(action))
     assert ExecAction(("/usr/bin/true",)).name == "true"
+
+
+def test_readyz_reasons_do_not_quote_the_target_name_or_pattern(canary):
+    # "no process with name '<value>'" went to /readyz, open to the pod network.
+    from agentos_secrets.sidecar.actions.process import TargetSpec, find_target
+
+    for spec in (TargetSpec(name=canary.value), TargetSpec(cmdline=canary.value + "-x")):
+        target, why = find_target(spec)
+        assert target is None and why
+        canary.assert_absent(why)

@@ -73,10 +73,13 @@ class TargetSpec:
     pidfile: str | None = None
 
     def describe(self) -> str:
+        """The target as messages (logs, ``/readyz``) name it. Free-text flag values are
+        not quoted: one may be a secret typed into the wrong variable, and ``/readyz``
+        is open to the pod network. The pid file is an absolute path (config.py)."""
         if self.name:
-            return f"name {self.name!r}"
+            return "the --target-name given"
         if self.cmdline:
-            return f"command line matching {self.cmdline!r}"
+            return "a command line matching the --target-cmdline given"
         return f"pid file {self.pidfile}"
 
 
