@@ -83,6 +83,7 @@ class HttpAction:
         #: The loop computes the (slow) fingerprint before ``apply`` only when needed.
         self.uses_fingerprint = send_fingerprint
         self._where = f"{method} {redact_url(url)}"
+        self._aborted = False
         self._client: httpx.Client = httpx.Client(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
@@ -114,9 +115,16 @@ class HttpAction:
             headers[SIGNATURE_HEADER] = sign(key, body, timestamp=int(time.time()))
         return headers
 
+    def abort(self, grace: float) -> None:
+        """Shutting down: start no other request (one in flight ends by its timeout, or
+        with the process when the shutdown budget runs out)."""
+        self._aborted = True
+
     def apply(self, fingerprint: str) -> None:
         import httpx
 
+        if self._aborted:
+            raise ActionError(f"{self._where}: not sent: shutting down", retryable=True)
         payload: dict[str, str] = {"event": "secrets-rotated"}
         if fingerprint:
             payload["fingerprint"] = fingerprint

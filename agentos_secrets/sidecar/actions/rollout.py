@@ -203,6 +203,7 @@ class RolloutAction:
         # ready() runs on the server's threads (every probe and scrape), apply() on the
         # loop's: the lazily built client must be built once, not once per thread.
         self._client_lock = threading.Lock()
+        self._aborted = False
 
     def __repr__(self) -> str:
         return (
@@ -360,8 +361,15 @@ class RolloutAction:
         return document
 
     # -- the action ---------------------------------------------------------------------
+    def abort(self, grace: float) -> None:
+        """Shutting down: send no other request (one in flight ends by its timeout, or
+        with the process when the shutdown budget runs out)."""
+        self._aborted = True
+
     def apply(self, fingerprint: str) -> None:
         """Make the Deployment's pod template carry ``fingerprint``; patch only if needed."""
+        if self._aborted:
+            raise ActionError("rollout: not sent: shutting down", retryable=True)
         if self.deployment is None or self.namespace is None:
             raise ActionError(
                 "rollout: --deployment and --namespace must both be known", retryable=False
