@@ -296,3 +296,20 @@ def test_the_live_server_answers_anything_well_formed_and_keeps_serving(serve, d
         assert answer[:9] == b"HTTP/1.1 " and answer[9:12].isdigit()
         assert b"\r\n\r\n" in answer
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+
+
+def test_the_io_loop_sleeps_while_a_slow_answer_is_computed(serve, monkeypatch):
+    # A request handed to a worker kept its head deadline: once past it, the I/O loop
+    # polled with a zero timeout until the worker finished (a busy loop).
+    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT", 0.05)
+    _, port, server, engine = serve()
+    slow = engine.health
+
+    def slow_health(now):
+        time.sleep(0.6)
+        return slow(now)
+
+    engine.health = slow_health
+    before = server.turns
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    assert server.turns - before < 50
