@@ -3,7 +3,7 @@
 The sidecar's port is open to the pod network. Two servers, each in a process of its own
 and measured in the same run (``benchmarks/_slow_server.py``):
 
-* ``bounded``: the sidecar's server (one I/O thread, 4 workers, at most 64 connections;
+* ``bounded``: the sidecar's server (one I/O thread, 2 workers, at most 64 connections;
   a new connection evicts, with a 503, the one that has waited longest for its head);
 * ``threading``: the ``ThreadingHTTPServer`` it replaced (a thread per connection).
 

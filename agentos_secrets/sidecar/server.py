@@ -74,7 +74,7 @@ MAX_CONNECTIONS = 64
 #: connection and is read at once) always gets in, however many slow clients churn.
 EVICT_AFTER = 0.0
 #: Threads that compute answers (probes, metrics); the I/O thread is one more.
-WORKERS = 4
+WORKERS = 2
 #: Requests waiting for a worker at most (503 beyond).
 MAX_QUEUED = 32
 
