@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..booleans import BooleanSettingError, parse_bool
+from ..booleans import BooleanSettingError, read_bool
 from ..errors import SecretError
 from .httpio import (
     MAX_HEAD_BYTES,
@@ -104,9 +104,7 @@ class MetricsAuth:
         #: auth is then required (fail closed), the sidecar warns and counts it.
         self.setting_problem: str | None = None
         try:
-            self.required = parse_bool(
-                REQUIRE_AUTH, env.get(REQUIRE_AUTH), default=False
-            )
+            self.required = read_bool(env, REQUIRE_AUTH, default=False)
         except BooleanSettingError as exc:
             self.required = True
             self.setting_problem = str(exc)
@@ -114,14 +112,16 @@ class MetricsAuth:
         self._env = env
         self._secret_dirs = tuple(secret_dirs)
         self._loader = loader
+        self._loader_lock = threading.Lock()
         self.problem: str | None = None
 
     def _get_loader(self) -> Loader:
-        if self._loader is None:
-            from ..loader import Loader
+        with self._loader_lock:  # the workers share one Loader (its grace memory)
+            if self._loader is None:
+                from ..loader import Loader
 
-            self._loader = Loader(env=self._env, secret_dirs=self._secret_dirs)
-        return self._loader
+                self._loader = Loader(env=self._env, secret_dirs=self._secret_dirs)
+            return self._loader
 
     def allowed(self, authorization: str | None) -> bool:
         if not self.required:
