@@ -26,23 +26,27 @@ watchdog is imported only when a watcher starts, so ``import agentos_secrets`` s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
+import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import SecretFileError
-from .files import DATA_LINK, is_kubelet_volume, iter_keys, read_secret_file
+from .errors import SecretFileError, SecretFileTooLargeError
+from .files import DATA_LINK, is_kubelet_volume, read_bounded, read_secret_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from watchdog.observers.api import BaseObserver, ObservedWatch
 
 __all__ = [
+    "MAX_ENTRIES",
     "MAX_KEY_BYTES",
+    "MAX_TOTAL_BYTES",
     "Digest",
     "DirectoryWatcher",
     "Hint",
@@ -95,11 +99,63 @@ def _feed(hasher: Any, label: bytes, data: bytes) -> None:
     hasher.update(len(data).to_bytes(8, "big") + data)
 
 
-#: How deep nested item directories are followed (a guard against symlink loops).
+#: How deep nested item directories are followed.
 _MAX_NESTING = 8
+#: Entries (keys, nested files and directories) hashed per watched path, at most. A
+#: Secret has at most a few hundred keys; a directory with more is refused loudly.
+MAX_ENTRIES = 4096
+#: Bytes read per watched path and digest, at most (a Secret holds at most 1 MiB; a
+#: projected volume a few of them).
+MAX_TOTAL_BYTES = 32 * 1024 * 1024
 
 
-def digest(path: str, *, max_bytes: int = MAX_KEY_BYTES) -> Digest:
+class _Walk:
+    """The state of one digest: what is left of the budget, the directories seen."""
+
+    __slots__ = ("bytes_left", "entries_left", "exhausted", "hasher", "keys", "problems",
+                 "seen")
+
+    def __init__(self, hasher: Any, max_entries: int, max_total: int) -> None:
+        self.hasher = hasher
+        self.entries_left = max_entries
+        self.bytes_left = max_total
+        self.exhausted = False
+        self.keys: list[str] = []
+        self.problems: list[str] = []
+        self.seen: set[tuple[int, int]] = set()
+
+    def stop(self, problem: str) -> None:
+        if not self.exhausted:
+            self.exhausted = True
+            self.problems.append(problem)
+            _feed(self.hasher, b"\0", b"\0limit")
+
+
+def _list_keys(directory: str, limit: int) -> list[str] | None:
+    """The sorted names not starting with a dot, or None when there are more than ``limit``
+    (read with ``scandir`` and stopped there, so a huge directory costs no memory)."""
+    names: list[str] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                names.append(entry.name)
+                if len(names) > limit:
+                    return None
+    except OSError:
+        return []
+    names.sort()
+    return names
+
+
+def digest(
+    path: str,
+    *,
+    max_bytes: int = MAX_KEY_BYTES,
+    max_entries: int = MAX_ENTRIES,
+    max_total: int = MAX_TOTAL_BYTES,
+) -> Digest:
     """Hash the keys of ``path`` (a directory) or the one key ``path`` names (a file).
 
     Dot-entries (``..data``, the hidden generations) are skipped; key symlinks are
@@ -108,53 +164,88 @@ def digest(path: str, *, max_bytes: int = MAX_KEY_BYTES) -> Digest:
     with everything in them, by relative path, so a rotation inside one is a change.
     Reads are done with the safe reader (non-blocking open, ``fstat`` of the descriptor
     read, size cap).
+
+    Bounded whatever the directory holds: each directory (by device and inode) is
+    entered once, so a link back to itself or to a parent cannot loop or fan out;
+    nesting stops at 8 levels; at most ``max_entries`` entries and ``max_total`` bytes
+    are hashed. Beyond a limit the digest says so in ``problems`` (the sidecar's
+    ``unreadable_key`` warning) instead of reading on.
     """
     path = os.path.abspath(path)
+    walk = _Walk(hashlib.sha256(), max_entries, max_total)
     if os.path.isdir(path):
-        directory, names = path, list(iter_keys(path))
+        directory = path
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            walk.seen.add((st.st_dev, st.st_ino))
+        names = _list_keys(path, max_entries)
+        if names is None:
+            walk.stop(f"{path}: more than {max_entries} entries; not hashed")
+            names = []
     else:
         directory, names = os.path.dirname(path), [os.path.basename(path)]
-    hasher = hashlib.sha256()
-    problems: list[str] = []
-    keys: list[str] = []
     for name in names:
-        _feed_key(hasher, directory, name, keys, problems, max_bytes, 0)
-    return Digest(path, hasher.digest(), tuple(keys), tuple(problems))
+        if walk.exhausted:
+            break
+        _feed_key(walk, directory, name, max_bytes, 0)
+    return Digest(path, walk.hasher.digest(), tuple(walk.keys), tuple(walk.problems))
 
 
-def _feed_key(
-    hasher: Any,
-    directory: str,
-    name: str,
-    keys: list[str],
-    problems: list[str],
-    max_bytes: int,
-    depth: int,
-) -> None:
+def _feed_key(walk: _Walk, directory: str, name: str, max_bytes: int, depth: int) -> None:
+    if walk.entries_left <= 0:
+        walk.stop(f"{directory}: more than {MAX_ENTRIES} entries to hash; the rest is not")
+        return
+    walk.entries_left -= 1
     key_path = os.path.join(directory, name)
     label = name.encode("utf-8", "surrogateescape")
-    if os.path.isdir(key_path):
-        _feed(hasher, label, b"\0dir")
+    try:
+        st = os.stat(key_path)
+    except OSError:
+        st = None  # dangling or unreadable: the reader below says why
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        identity = (st.st_dev, st.st_ino)
+        if identity in walk.seen:
+            _feed(walk.hasher, label, b"\0dir-seen")  # a link back: hashed once only
+            return
+        walk.seen.add(identity)
+        _feed(walk.hasher, label, b"\0dir")
         if depth < _MAX_NESTING:
-            for child in iter_keys(key_path):
-                _feed_key(hasher, directory, f"{name}/{child}", keys, problems, max_bytes,
-                          depth + 1)
+            children = _list_keys(key_path, walk.entries_left)
+            if children is None:
+                walk.stop(f"{key_path}: more entries than the limit of {MAX_ENTRIES}")
+                return
+            for child in children:
+                if walk.exhausted:
+                    return
+                _feed_key(walk, directory, f"{name}/{child}", max_bytes, depth + 1)
+        return
+    if walk.bytes_left <= 0:
+        walk.stop(f"{directory}: more than {MAX_TOTAL_BYTES} bytes to hash; the rest is not")
         return
     try:
         content, _ = read_secret_file(
             key_path,
             variable=None,
-            max_bytes=max_bytes,
+            max_bytes=min(max_bytes, walk.bytes_left),
             strip=False,
             check_permissions=False,
             validate=False,
         )
+    except SecretFileTooLargeError as exc:
+        if walk.bytes_left < max_bytes:  # over what is left of the budget, not the key cap
+            walk.stop(f"{directory}: more than {MAX_TOTAL_BYTES} bytes to hash; the rest"
+                      " is not")
+            return
+        error: SecretFileError = exc
     except SecretFileError as exc:
-        _feed(hasher, label, b"\0error:" + exc.code.encode())
-        problems.append(str(exc))
+        error = exc
+    else:
+        walk.bytes_left -= len(content)
+        walk.keys.append(name)
+        _feed(walk.hasher, label, content)
         return
-    keys.append(name)
-    _feed(hasher, label, content)
+    _feed(walk.hasher, label, b"\0error:" + error.code.encode())
+    walk.problems.append(str(error))
 
 
 def combine(digests: Mapping[str, Digest] | Iterable[Digest]) -> bytes:
@@ -210,10 +301,10 @@ def parse_mountinfo(text: str) -> set[str]:
 def _mount_points() -> set[str]:
     """Mount points of this process, or empty when ``/proc`` cannot say."""
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
-            return parse_mountinfo(handle.read())
-    except OSError:
+        raw = read_bounded("/proc/self/mountinfo", what="mountinfo", max_bytes=4 * 1024 * 1024)
+    except SecretFileError:
         return set()
+    return parse_mountinfo(raw.decode("utf-8", "replace"))
 
 
 def layout_of(path: str) -> Layout:
@@ -296,13 +387,14 @@ class DirectoryWatcher:
                 self._observer = observer
         return self.ensure(hint=False)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the observer, waiting at most ``timeout`` seconds for its thread."""
         with self._lock:
             observer, self._observer = self._observer, None
             self._watches.clear()
         if observer is not None:
             observer.stop()
-            observer.join(timeout=5)
+            observer.join(timeout=timeout)
 
     # -- health -------------------------------------------------------------------------
     @property

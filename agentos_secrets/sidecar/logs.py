@@ -14,9 +14,18 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["JsonFormatter", "RedactingFilter", "TextFormatter", "redact", "redact_url", "setup"]
+__all__ = [
+    "JsonFormatter",
+    "RedactingFilter",
+    "TextFormatter",
+    "guess_format",
+    "redact",
+    "redact_url",
+    "setup",
+]
 
 LOGGER_NAME = "agentos_secrets.sidecar"
 
@@ -100,9 +109,78 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose own failures stay one JSON line (logging's default prints a
+    ``--- Logging error ---`` traceback, with the record's arguments, to stderr)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write('{"level": "error", "logger": "agentos_secrets.sidecar",'
+                              ' "msg": "a log record could not be written"}\n')
+            self.flush()
+        except Exception:  # noqa: BLE001, S110 - nothing else may reach stderr
+            pass
+
+
+def _log_uncaught(where: str, exc_type: type[BaseException] | None,
+                  exc: BaseException | None, tb: object) -> None:
+    # Only the type reaches the line (the formatters drop the text): an exception's
+    # message may quote a value.
+    logging.getLogger(LOGGER_NAME).error(
+        "uncaught exception in %s", where,
+        exc_info=(exc_type, exc, tb) if exc_type is not None else None,  # type: ignore[arg-type]
+    )
+
+
+def _install_hooks() -> None:
+    """Route every other way Python writes to stderr through the logger.
+
+    Threads (``threading.excepthook``: a client resetting a connection used to print a
+    raw traceback per thread), the main thread (``sys.excepthook``), unraisable
+    exceptions in ``__del__`` and finalizers (``sys.unraisablehook``) and warnings
+    (``logging.captureWarnings``).
+    """
+    import threading
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "a thread"
+        _log_uncaught(f"thread {name}", args.exc_type, args.exc_value, args.exc_traceback)
+
+    def main_hook(exc_type: type[BaseException], exc: BaseException, tb: object) -> None:
+        _log_uncaught("the main thread", exc_type, exc, tb)
+
+    def unraisable_hook(unraisable: Any) -> None:
+        _log_uncaught("a finalizer", unraisable.exc_type, unraisable.exc_value,
+                      unraisable.exc_traceback)
+
+    threading.excepthook = thread_hook
+    sys.excepthook = main_hook  # type: ignore[assignment]
+    sys.unraisablehook = unraisable_hook
+    logging.captureWarnings(True)
+
+
+def guess_format(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """The log format asked for, read leniently (for messages before the flags parse):
+    ``text`` only when ``--log-format`` (or its variable) clearly says so, else ``json``."""
+    chosen = env.get("AGENTOS_SIDECAR_LOG_FORMAT", "")
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--log-format" and i + 1 < len(args):
+            chosen = args[i + 1]
+        elif arg.startswith("--log-format="):
+            chosen = arg.split("=", 1)[1]
+    return "text" if chosen.strip().lower() == "text" else "json"
+
+
 def setup(log_format: str = "json", level: str = "INFO") -> logging.Handler:
-    """Send every log record of the process to stderr, redacted, in ``log_format``."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send every log record of the process to stderr, redacted, in ``log_format``.
+
+    Also routes uncaught exceptions (any thread), unraisable exceptions and warnings
+    through it, so with ``json`` every line on stderr is one JSON object.
+    """
+    handler = _StderrHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
@@ -113,4 +191,5 @@ def setup(log_format: str = "json", level: str = "INFO") -> logging.Handler:
     # httpx logs every request URL at INFO; our own lines already say what happened.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    _install_hooks()
     return handler

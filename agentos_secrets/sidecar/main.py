@@ -6,9 +6,10 @@ rotation in between is not missed), and any action runs on the loop's own thread
 start-up never waits for the app, so the sidecar works as a native sidecar (an init
 container with ``restartPolicy: Always``) that must be "started" before the app runs.
 
-SIGTERM and SIGINT stop cleanly: the loop finishes the attempt in progress (bounded by
-the action's timeout), the server and the watches close, exit status 0. A configuration
-error exits with status 2 and a message naming the flag and its variable.
+SIGTERM and SIGINT stop within ``--shutdown-timeout`` (default 20 s, under Kubernetes'
+30 s grace): the attempt in progress is interrupted (see :func:`_shutdown`), the server
+and the watches close, exit status 0. A configuration error exits with status 2 and a
+message naming the flag and its variable, never its value.
 """
 
 from __future__ import annotations
@@ -40,6 +41,44 @@ def _action_budget(config: Config) -> float:
     }.get(config.action, 60.0)
 
 
+def _shutdown(
+    config: Config,
+    engine: object,
+    action: object,
+    thread: threading.Thread,
+    server: object | None,
+    watcher: object,
+) -> bool:
+    """Stop everything within ``--shutdown-timeout``; False if the action outlived it.
+
+    The attempt in progress is interrupted (``abort``: an ``exec`` command's process group
+    gets SIGTERM then SIGKILL, a ``restart`` stops waiting), never waited out: the
+    kubelet sends SIGKILL after the pod's grace period (30 s by default), and a hung
+    action used to hold the sidecar for a minute. An HTTP request still blocked at the
+    end is left to die with the process (its thread is a daemon).
+    """
+    import time
+
+    deadline = time.monotonic() + config.shutdown_timeout
+
+    def left(cap: float) -> float:
+        return max(0.0, min(cap, deadline - time.monotonic()))
+
+    engine.stop()  # type: ignore[attr-defined]
+    abort = getattr(action, "abort", None)
+    if abort is not None:
+        abort(left(config.shutdown_timeout / 2))
+    thread.join(left(config.shutdown_timeout))
+    cleanly = not thread.is_alive()
+    engine.close(left(5.0))  # type: ignore[attr-defined]
+    if server is not None:
+        server.stop()  # type: ignore[attr-defined]
+    watcher.stop(left(5.0))  # type: ignore[attr-defined]
+    if cleanly:  # else the action's thread may still use its client
+        action.close()  # type: ignore[attr-defined]
+    return cleanly
+
+
 def _limit_malloc_arenas(arenas: int = 2) -> None:
     """Cap glibc's malloc arenas before any thread starts (``MALLOC_ARENA_MAX``).
 
@@ -63,13 +102,16 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sidecar until SIGTERM/SIGINT; the exit status."""
     _limit_malloc_arenas()
-    try:
-        config = parse(sys.argv[1:] if argv is None else argv)
-    except ConfigError as exc:
-        print(f"agentos-secrets sidecar: {exc}", file=sys.stderr)
-        return 2
-
     from . import logs
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        config = parse(args)
+    except ConfigError as exc:
+        # One JSON line like every other (the default format), or text when asked for.
+        logs.setup(logs.guess_format(args, os.environ), "INFO")
+        logger.error("agentos-secrets sidecar: %s", exc, extra={"fields": {"exit": 2}})
+        return 2
 
     logs.setup(config.log_format, config.log_level)
     from .actions import build
@@ -119,6 +161,7 @@ def _run(config: Config, action: object) -> int:
     if address is not None:
         try:
             auth = MetricsAuth(os.environ, secret_dirs=detector.directories)
+            metrics.set_warning("bad_boolean", 1 if auth.setting_problem else 0)
             server = Server(address, engine, metrics, auth, time.monotonic)
         except OSError as exc:
             logger.error("cannot listen on %s: %s", config.listen,
@@ -161,15 +204,13 @@ def _run(config: Config, action: object) -> int:
         while not stop.wait(3600):
             pass
     finally:
-        engine.stop()
-        thread.join(timeout=_action_budget(config) + 5)
-        engine.close()
-        if server is not None:
-            server.stop()
-        watcher.stop()
-        action.close()  # type: ignore[attr-defined]
+        stopped_cleanly = _shutdown(config, engine, action, thread, server, watcher)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if not stopped_cleanly:
+        logger.warning("an action was still running at the end of --shutdown-timeout;"
+                       " exiting without waiting for it",
+                       extra={"fields": {"shutdown_timeout_s": config.shutdown_timeout}})
     if crashed:
         return 1
     logger.info("sidecar stopped", extra={"fields": {"applied": engine.applied_fp}})

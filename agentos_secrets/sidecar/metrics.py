@@ -21,6 +21,7 @@ WARNING_REASONS = (
     "state_file",
     "config_error",
     "metrics_auth",
+    "bad_boolean",
 )
 
 # Detection-to-action latencies span sub-millisecond (debounce 0) to minutes (breaker).

@@ -49,7 +49,8 @@ def build(config: Config) -> Action:
             return SignalAction(spec, config.signal)
         except ValueError:
             raise ConfigError(
-                f"--signal (AGENTOS_SIDECAR_SIGNAL): unknown signal {config.signal!r}"
+                "--signal (AGENTOS_SIDECAR_SIGNAL): not a signal name or number (the value"
+                " is not shown)"
             ) from None
     if config.action == "exec":
         from .exec import ExecAction
@@ -70,4 +71,4 @@ def build(config: Config) -> Action:
             )
         except RolloutConfigError as exc:
             raise ConfigError(str(exc)) from None
-    raise ConfigError(f"--action (AGENTOS_SIDECAR_ACTION): unknown action {config.action!r}")
+    raise ConfigError("--action (AGENTOS_SIDECAR_ACTION): unknown action (the value is not shown)")

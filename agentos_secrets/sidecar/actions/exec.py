@@ -7,16 +7,33 @@ must not put it in the sidecar's logs. It gets ``AGENTOS_SECRETS_FINGERPRINT`` (
 another status or a timeout is retryable (with backoff: a failing command is not run in
 a tight loop, Vault issue 12566); a command that cannot be started is a configuration
 error.
+
+The command runs in a process group of its own, and a timeout or a shutdown kills the
+whole group: killing only the direct child (what ``subprocess.run`` does) left a shell's
+children running, and a SIGTERM during a hung command waited the full timeout (60 s,
+longer than Kubernetes' 30 s grace) before the sidecar could exit. :meth:`abort` (called
+on SIGTERM) sends SIGTERM to the group, SIGKILL after ``grace`` seconds, and refuses
+any later run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import threading
 
 from .base import ActionError
 
 __all__ = ["ExecAction"]
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    # The child leads its own session, so its pid is the group id; a group that is
+    # already gone is fine.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 class ExecAction:
@@ -28,9 +45,20 @@ class ExecAction:
             raise ValueError("empty command")
         self.argv = argv
         self.timeout = timeout
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._aborted = threading.Event()
+
+    @property
+    def name(self) -> str:
+        """How messages name the command: the basename of an absolute ``argv[0]``; a bare
+        word is not shown (``--exec`` may hold a secret typed into the wrong variable,
+        and the name reaches the logs and ``/healthz``)."""
+        first = self.argv[0]
+        return os.path.basename(first) if first.startswith("/") else "(--exec command)"
 
     def __repr__(self) -> str:
-        return f"ExecAction({os.path.basename(self.argv[0])!r})"
+        return f"ExecAction({self.name!r})"
 
     def ready(self) -> str | None:
         return None
@@ -39,30 +67,59 @@ class ExecAction:
         env = dict(os.environ)
         if fingerprint:
             env["AGENTOS_SECRETS_FINGERPRINT"] = fingerprint
-        name = os.path.basename(self.argv[0])
+        name = self.name
+        with self._lock:
+            if self._aborted.is_set():
+                raise ActionError(f"command {name} not run: shutting down", retryable=True)
+            try:
+                proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ActionError(
+                    f"command {name} cannot be run ({exc.strerror or type(exc).__name__})",
+                    retryable=False,
+                ) from None
+            self._proc = proc
         try:
-            result = subprocess.run(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env=env,
-                timeout=self.timeout,
-                check=False,
-            )
+            try:
+                status = proc.wait(self.timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc, signal.SIGKILL)
+                proc.wait()
+                raise ActionError(
+                    f"command {name} timed out after {self.timeout:g}s", retryable=True
+                ) from None
+        finally:
+            with self._lock:
+                self._proc = None
+        if self._aborted.is_set():
+            raise ActionError(f"command {name} interrupted: shutting down", retryable=True)
+        if status != 0:
+            raise ActionError(f"command {name} exited with status {status}", retryable=True)
+
+    def abort(self, grace: float) -> None:
+        """Shutting down: stop the command in progress (its whole group), run no other.
+
+        SIGTERM to the group, SIGKILL after ``grace`` seconds; returns when the command
+        is gone (at most about ``grace`` seconds).
+        """
+        self._aborted.set()
+        with self._lock:
+            proc = self._proc
+        if proc is None:
+            return
+        _kill_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(max(0.0, grace))
         except subprocess.TimeoutExpired:
-            raise ActionError(
-                f"command {name} timed out after {self.timeout:g}s", retryable=True
-            ) from None
-        except OSError as exc:
-            raise ActionError(
-                f"command {name} cannot be run ({exc.strerror or type(exc).__name__})",
-                retryable=False,
-            ) from None
-        if result.returncode != 0:
-            raise ActionError(
-                f"command {name} exited with status {result.returncode}", retryable=True
-            )
+            pass
+        _kill_group(proc, signal.SIGKILL)  # also whatever it left behind in its group
 
     def close(self) -> None:
-        pass
+        self.abort(0.0)

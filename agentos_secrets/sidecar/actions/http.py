@@ -28,6 +28,7 @@ from ...files import read_secret_file
 from ...webhook import SIGNATURE_HEADER, sign
 from ..logs import redact_url
 from .base import ActionError
+from .bounded import IDENTITY, read_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["HttpAction"]
 
 USER_AGENT = "agentos-secrets-sidecar/0.1.0"
+_MAX_BODY = 64 * 1024  # of a reload endpoint's answer, read and dropped
 
 
 def _tls_context(url: str) -> ssl.SSLContext | bool:
@@ -81,6 +83,7 @@ class HttpAction:
         #: The loop computes the (slow) fingerprint before ``apply`` only when needed.
         self.uses_fingerprint = send_fingerprint
         self._where = f"{method} {redact_url(url)}"
+        self._aborted = False
         self._client: httpx.Client = httpx.Client(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
@@ -112,16 +115,30 @@ class HttpAction:
             headers[SIGNATURE_HEADER] = sign(key, body, timestamp=int(time.time()))
         return headers
 
+    def abort(self, grace: float) -> None:
+        """Shutting down: start no other request (one in flight ends by its timeout, or
+        with the process when the shutdown budget runs out)."""
+        self._aborted = True
+
     def apply(self, fingerprint: str) -> None:
         import httpx
 
+        if self._aborted:
+            raise ActionError(f"{self._where}: not sent: shutting down", retryable=True)
         payload: dict[str, str] = {"event": "secrets-rotated"}
         if fingerprint:
             payload["fingerprint"] = fingerprint
         body = json.dumps(payload).encode()
         headers = self._headers(body)
+        headers.update(IDENTITY)
         try:
-            response = self._client.request(self.method, self.url, content=body, headers=headers)
+            with self._client.stream(
+                self.method, self.url, content=body, headers=headers
+            ) as response:
+                status = response.status_code
+                # The body is not used: read a little (so the connection can be kept),
+                # never an endless or dripped one (closing drops the connection).
+                read_body(response, limit=_MAX_BODY, seconds=self.timeout)
         except httpx.TimeoutException:
             raise ActionError(
                 f"{self._where}: timed out after {self.timeout:g}s", retryable=True
@@ -130,8 +147,6 @@ class HttpAction:
             raise ActionError(
                 f"{self._where}: {type(exc).__name__}", retryable=True
             ) from None
-        status = response.status_code
-        response.close()
         if status in self.expect_status:
             return
         retryable = status == 429 or status >= 500

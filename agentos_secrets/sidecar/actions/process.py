@@ -23,22 +23,29 @@ import re
 import signal
 from dataclasses import dataclass
 
+from ...errors import SecretError
+from ...files import read_bounded
+
 __all__ = ["Target", "TargetSpec", "find_target", "parse_signal"]
 
 PROC = "/proc"
+#: Longest command line read from ``/proc/PID/cmdline`` (a longer one is not matched).
+_MAX_CMDLINE = 1024 * 1024
 
 
 def parse_signal(name: str) -> signal.Signals:
     """``HUP``, ``SIGHUP`` or ``1`` -> ``signal.SIGHUP``; ValueError when unknown."""
     text = name.strip().upper()
-    if text.isdigit():
-        return signal.Signals(int(text))
+    if re.fullmatch(r"[0-9]{1,3}", text):
+        return signal.Signals(int(text))  # ValueError when no such signal
+    if not re.fullmatch(r"[A-Z0-9+-]{1,16}", text):
+        raise ValueError("not a signal name or number")
     if not text.startswith("SIG"):
         text = "SIG" + text
     try:
         return signal.Signals[text]
     except KeyError:
-        raise ValueError(f"unknown signal {name!r}") from None
+        raise ValueError("unknown signal name") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +73,25 @@ class TargetSpec:
     pidfile: str | None = None
 
     def describe(self) -> str:
+        """The target as messages (logs, ``/readyz``) name it. Free-text flag values are
+        not quoted: one may be a secret typed into the wrong variable, and ``/readyz``
+        is open to the pod network. The pid file is an absolute path (config.py)."""
         if self.name:
-            return f"name {self.name!r}"
+            return "the --target-name given"
         if self.cmdline:
-            return f"command line matching {self.cmdline!r}"
+            return "a command line matching the --target-cmdline given"
         return f"pid file {self.pidfile}"
 
 
-def _read(path: str, limit: int = 65536) -> bytes | None:
+def _read(path: str, limit: int = _MAX_CMDLINE) -> bytes | None:
+    """The bytes of a ``/proc`` file or the pid file, None when unreadable or over ``limit``.
+
+    Read with the bounded reader, never ``open()``: a pid file replaced by a FIFO or a
+    link to ``/dev/zero`` fails at once instead of hanging or filling memory.
+    """
     try:
-        with open(path, "rb") as handle:
-            return handle.read(limit)
-    except OSError:
+        return read_bounded(path, what="target", max_bytes=limit)
+    except SecretError:
         return None
 
 

@@ -40,8 +40,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ...errors import SecretError
-from ...files import read_secret_file
+from ...files import read_bounded, read_secret_file, shown_path
 from .base import ActionError
+from .bounded import IDENTITY, read_body
 
 if TYPE_CHECKING:  # httpx is imported lazily: it is only needed once the action runs.
     import httpx
@@ -67,6 +68,8 @@ DEFAULT_CA_FILE = f"{_SA_DIR}/ca.crt"
 PATCH_CONTENT_TYPE = "application/strategic-merge-patch+json"
 
 _MAX_TOKEN_BYTES = 16 * 1024
+_MAX_CA_BYTES = 1024 * 1024
+_MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a Deployment object is a few KiB
 
 # Kubernetes name rules (apimachinery/pkg/util/validation): a Deployment name is a DNS-1123
 # subdomain, a namespace a DNS-1123 label; an annotation key is [prefix/]name.
@@ -87,7 +90,7 @@ class RolloutConfigError(ValueError):
 def _check_subdomain(flag: str, value: str) -> None:
     if len(value) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(value):
         raise RolloutConfigError(
-            f"{flag} {value!r} is not a valid Kubernetes name"
+            f"{flag}: not a valid Kubernetes name (the value is not shown)"
             " (lower-case letters, digits, '-' and '.', at most 253 characters)"
         )
 
@@ -95,7 +98,7 @@ def _check_subdomain(flag: str, value: str) -> None:
 def _check_label(flag: str, value: str) -> None:
     if len(value) > 63 or not _DNS_LABEL_RE.fullmatch(value):
         raise RolloutConfigError(
-            f"{flag} {value!r} is not a valid Kubernetes namespace"
+            f"{flag}: not a valid Kubernetes namespace (the value is not shown)"
             " (lower-case letters, digits and '-', at most 63 characters)"
         )
 
@@ -106,8 +109,9 @@ def _check_annotation(value: str) -> None:
         _check_subdomain("--annotation prefix", prefix)
     if len(name) > 63 or not _QUALIFIED_NAME_RE.fullmatch(name):
         raise RolloutConfigError(
-            f"--annotation {value!r} is not a valid annotation key ([prefix/]name; the name"
-            " is at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)"
+            "--annotation: not a valid annotation key (the value is not shown; [prefix/]name,"
+            " the name is at most 63 letters, digits, '-', '_' or '.', starting and ending"
+            " alphanumeric)"
         )
 
 
@@ -199,6 +203,7 @@ class RolloutAction:
         # ready() runs on the server's threads (every probe and scrape), apply() on the
         # loop's: the lazily built client must be built once, not once per thread.
         self._client_lock = threading.Lock()
+        self._aborted = False
 
     def __repr__(self) -> str:
         return (
@@ -243,7 +248,7 @@ class RolloutAction:
         if self.namespace is None:
             return (
                 "--namespace is not set (AGENTOS_SIDECAR_NAMESPACE) and no service account"
-                f" namespace file is readable beside {self.token_file}"
+                f" namespace file is readable beside {shown_path(self.token_file)}"
             )
         try:
             self._read_token()
@@ -266,14 +271,20 @@ class RolloutAction:
     def _new_client(self) -> httpx.Client:
         import httpx
 
+        # Read with the bounded reader, not by OpenSSL's own open(): a FIFO or a device
+        # put where the CA belongs must fail at once, not hang the loop or fill memory.
         try:
-            context = ssl.create_default_context(cafile=self.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
-                type(exc).__name__
+            pem = read_bounded(self.ca_file, what="--ca-file", max_bytes=_MAX_CA_BYTES)
+        except SecretError as exc:
+            raise ActionError(f"cannot load the CA bundle: {exc}", retryable=False) from None
+        try:
+            context = ssl.create_default_context(
+                cadata=pem.decode("ascii", "replace")
             )
+        except (ValueError, ssl.SSLError) as exc:
             raise ActionError(
-                f"--ca-file ({self.ca_file}): cannot load the CA bundle ({reason})",
+                f"--ca-file ({shown_path(self.ca_file)}): cannot load the CA bundle"
+                f" ({type(exc).__name__})",
                 retryable=False,
             ) from None
         return httpx.Client(
@@ -293,8 +304,13 @@ class RolloutAction:
         if body is not None:
             headers["Content-Type"] = PATCH_CONTENT_TYPE
         what = f"{method} deployment {self.namespace}/{self.deployment}"
+        headers.update(IDENTITY)
         try:
-            response = self._http().request(method, self.path, content=body, headers=headers)
+            with self._http().stream(
+                method, self.path, content=body, headers=headers
+            ) as response:
+                status = response.status_code
+                raw = read_body(response, limit=_MAX_RESPONSE_BYTES, seconds=self.timeout)
         except httpx.TimeoutException as exc:
             raise ActionError(
                 f"{what}: timed out after {self.timeout:g} s ({type(exc).__name__})",
@@ -304,17 +320,22 @@ class RolloutAction:
             if _untrusted_certificate(exc):
                 raise ActionError(
                     f"{what}: the API server's certificate is not trusted by --ca-file"
-                    f" ({self.ca_file})",
+                    f" ({shown_path(self.ca_file)})",
                     retryable=False,
                 ) from None
             raise ActionError(
                 f"{what}: cannot reach the API server ({type(exc).__name__})", retryable=True
             ) from None
-        status = response.status_code
+        if raw is None:
+            raise ActionError(
+                f"{what}: the API server's answer is larger than {_MAX_RESPONSE_BYTES} bytes"
+                f" or slower than {self.timeout:g} s",
+                retryable=True,
+            )
         if not 200 <= status < 300:
             reason = ""
             try:
-                payload = response.json()
+                payload = json.loads(raw)
                 candidate = payload.get("reason") if isinstance(payload, dict) else None
                 if isinstance(candidate, str) and _REASON_RE.fullmatch(candidate):
                     reason = f" {candidate}"
@@ -328,7 +349,7 @@ class RolloutAction:
                 status=status,
             )
         try:
-            document = response.json()
+            document = json.loads(raw)
         except ValueError:
             document = None
         if not isinstance(document, dict):
@@ -340,8 +361,15 @@ class RolloutAction:
         return document
 
     # -- the action ---------------------------------------------------------------------
+    def abort(self, grace: float) -> None:
+        """Shutting down: send no other request (one in flight ends by its timeout, or
+        with the process when the shutdown budget runs out)."""
+        self._aborted = True
+
     def apply(self, fingerprint: str) -> None:
         """Make the Deployment's pod template carry ``fingerprint``; patch only if needed."""
+        if self._aborted:
+            raise ActionError("rollout: not sent: shutting down", retryable=True)
         if self.deployment is None or self.namespace is None:
             raise ActionError(
                 "rollout: --deployment and --namespace must both be known", retryable=False
