@@ -11,7 +11,8 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator, Mapping
 
-from . import quality
+from ..files import shown_path
+from . import quality, switches
 from .findings import Finding, rule
 from .inputs import Manifests, normalize_profile
 from .k8s import (
@@ -27,8 +28,9 @@ from .k8s import (
     secret_values,
     sidecar_action,
     sidecar_flag,
+    sidecar_flag_source,
 )
-from .rules_env import SECRET_NAMES
+from .rules_env import SECRET_NAMES, dev_headers_on, metrics_auth_problem
 
 __all__ = ["check_manifests", "relevant"]
 
@@ -108,7 +110,8 @@ def _file_var_rules(
         if mount is None or sv is None or not is_agentos_secret(sv.secret):
             got = "no mounted volume" if mount is None else (
                 f"volume {mount.get('name')}, which is not Secret agentos-secrets")
-            yield c.finding("AS206", f"{var} points at {path}, inside {got}", field)
+            yield c.finding("AS206", f"{var} points at {shown_path(path)}, inside {got}",
+                            field)
             continue
         if mount.get("subPath") or mount.get("subPathExpr"):
             continue  # AS203 already says it; the key cannot be judged through a subPath
@@ -143,6 +146,7 @@ def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
             yield c.finding("AS208", f"{SIDECAR_NAME} does not mount a volume of Secret "
                             "agentos-secrets", sidecar.field + ".volumeMounts")
         env = container_env(sidecar, c.m, c.ns)
+        yield from _sidecar_setting_rules(c, sidecar, env)
         action = sidecar_action(sidecar, env)
         if action in ("signal", "restart") and c.w.pod.get("shareProcessNamespace") is not True:
             yield c.finding("AS210", f"the sidecar's {action} action cannot see the app's "
@@ -152,6 +156,31 @@ def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
             problem = _rollout_problem(c, sidecar)
             if problem:
                 yield c.finding("AS209", problem, "spec.template.spec.serviceAccountName")
+
+
+def _sidecar_setting_rules(
+    c: _Ctx, sidecar: Container, env: Mapping[str, str | None]
+) -> Iterator[Finding]:
+    """AS212 for a sidecar choice (``--action``, ``--log-format``, ``--log-level``) or its
+    ``--send-fingerprint`` switch that the sidecar would refuse or could not read."""
+    from ..booleans import BooleanSettingError, parse_bool
+
+    for flag in switches.CHOICES:
+        raw, from_env = sidecar_flag_source(sidecar, env, flag)
+        problem = None if raw is None else switches.sidecar_choice_problem(
+            flag, raw, from_env=from_env)
+        if problem:
+            yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
+                            f"{sidecar.field}.{'env' if from_env else 'args'}")
+    raw, from_env = sidecar_flag_source(sidecar, env, "send-fingerprint")
+    if raw is not None and not from_env:  # the environment is judged with the others
+        try:
+            parse_bool("--send-fingerprint", raw, default=False)
+        except BooleanSettingError:
+            yield c.finding("AS212", f"{SIDECAR_NAME}: --send-fingerprint is not a boolean "
+                            "(the value is not shown): "
+                            + switches.BOOLEANS["AGENTOS_SIDECAR_SEND_FINGERPRINT"],
+                            f"{sidecar.field}.args")
 
 
 _DEFAULT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
@@ -177,12 +206,12 @@ def _token_problem(c: _Ctx, sidecar: Container, sa: str) -> str | None:
                     return None
     automount = c.w.pod.get("automountServiceAccountToken")
     if automount is None:
-        for obj in c.m.of_kind("ServiceAccount"):
-            if obj.name == sa and obj.namespace == c.ns:
-                automount = obj.body.get("automountServiceAccountToken")
+        account = c.m.find("ServiceAccount", sa, c.ns)
+        if account is not None:
+            automount = account.body.get("automountServiceAccountToken")
     if automount is False:
         return (f"no API token reaches the sidecar: automounting is off and no projected "
-                f"serviceAccountToken is mounted at {token_file}")
+                f"serviceAccountToken is mounted at {shown_path(token_file)}")
     return None
 
 
@@ -191,9 +220,7 @@ def _rollout_problem(c: _Ctx, sidecar: Container) -> str | None:
     sa = str(pod.get("serviceAccountName") or pod.get("serviceAccount") or "default")
     if c.w.obj.kind != "Deployment":
         return f"the rollout action patches Deployments; this is a {c.w.obj.kind}"
-    if sa != "default" and not any(
-        o.name == sa and o.namespace == c.ns for o in c.m.of_kind("ServiceAccount")
-    ):
+    if sa != "default" and c.m.find("ServiceAccount", sa, c.ns) is None:
         return f"ServiceAccount {sa} is not in the manifests: pods cannot be created"
     if not grants(c.m, sa, c.ns, group="apps", resource="deployments",
                   verbs={"get", "patch"}, name=c.w.obj.name):
@@ -215,15 +242,15 @@ def _prod_rules(c: _Ctx, container: Container, env: Mapping[str, str | None]) ->
     if (env.get("AGENTOS_DEFAULT_TENANT") or "").strip():
         yield c.finding("AS220", f"container {container.name} sets AGENTOS_DEFAULT_TENANT",
                         f"{field}[AGENTOS_DEFAULT_TENANT]")
-    if (env.get("AGENTOS_ALLOW_DEV_HEADERS") or "").strip() == "1":
-        yield c.finding("AS221", f"container {container.name} sets AGENTOS_ALLOW_DEV_HEADERS=1",
+    headers = env.get("AGENTOS_ALLOW_DEV_HEADERS")
+    if dev_headers_on(headers):
+        yield c.finding("AS221", f"container {container.name} sets AGENTOS_ALLOW_DEV_HEADERS "
+                        f"to {switches.bool_word(headers or '')} (on)",
                         f"{field}[AGENTOS_ALLOW_DEV_HEADERS]")
-    if "AGENTOS_METRICS_REQUIRE_AUTH" not in env or (
-        env["AGENTOS_METRICS_REQUIRE_AUTH"] is not None
-        and env["AGENTOS_METRICS_REQUIRE_AUTH"] != "1"
-    ):
+    auth = env.get("AGENTOS_METRICS_REQUIRE_AUTH")
+    if "AGENTOS_METRICS_REQUIRE_AUTH" not in env or (auth is not None and auth != "1"):
         yield c.finding("AS222", f"container {container.name}: AGENTOS_METRICS_REQUIRE_AUTH "
-                        "is not exactly 1", f"{field}[AGENTOS_METRICS_REQUIRE_AUTH]")
+                        + metrics_auth_problem(auth), f"{field}[AGENTOS_METRICS_REQUIRE_AUTH]")
     federation = (env.get("AGENTOS_SERVICE") or "").strip().lower() == "federation"
     if federation:
         problem = _peers_problem(c, container, env)
@@ -242,7 +269,7 @@ def _peers_problem(
         return "is unset"
     mount = c.w.mount_for(container, path)
     if mount is None:
-        return f"({path}) is not inside any mounted volume"
+        return f"({shown_path(path)}) is not inside any mounted volume"
     volume = c.w.volumes.get(str(mount.get("name")), {})
     ref = volume.get("configMap")
     if isinstance(ref, Mapping) and not (mount.get("subPath") or mount.get("subPathExpr")):
@@ -251,7 +278,8 @@ def _peers_problem(
         items = {str(i.get("path")): str(i.get("key")) for i in ref.get("items") or []}
         key = items.get(relative, None if items else relative)
         if data is not None and (key is None or key not in data):
-            return f"({path}) names a file ConfigMap {ref.get('name')} does not provide"
+            return (f"({shown_path(path)}) names a file ConfigMap {ref.get('name')} does not "
+                    "provide")
     return None
 
 
@@ -276,6 +304,9 @@ def _workload_findings(c: _Ctx) -> Iterator[Finding]:
             yield from _image_rule(c, container)
         env = container_env(container, c.m, c.ns)
         yield from _file_var_rules(c, container, env)
+        for problem in switches.problems(env):
+            yield c.finding("AS212", f"container {container.name}: {problem.message}",
+                            f"{container.field}.env[{problem.variable}]")
         if container.name == SIDECAR_NAME or container.init:
             continue
         if any(k.startswith("AGENTOS_") for k in env):

@@ -14,8 +14,9 @@ from ..errors import SecretError
 from ..loader import Loader
 from ..secret import SALT_VARIABLE, fingerprint_bytes
 from ..sources import normalize_name
+from .errors import InputError
 from .findings import Finding, rule
-from .inputs import Environment, InputError
+from .inputs import Environment
 
 __all__ = ["check_fingerprints", "parse_expectation"]
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from .errors import InputError
 from .findings import RULES, Finding
-from .inputs import InputError, Manifests
+from .inputs import Manifests
 
 __all__ = ["IGNORE_ANNOTATION", "apply", "parse_entries", "parse_ignores"]
 

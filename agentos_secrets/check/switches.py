@@ -1,0 +1,103 @@
+"""Settings that are switches or choices, read exactly as the components read them.
+
+A switch that is not understood must never quietly become the insecure choice: ``check``
+reads every boolean with :func:`agentos_secrets.booleans.parse_bool`, the one reading the
+sidecar and the Loader share, and every choice with the sidecar's own list, and it says
+what each component will do with the value. A value is shown only when it is one of the
+known words (which cannot be a secret); anything else is described, never quoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from ..booleans import FALSE_WORDS, TRUE_WORDS, BooleanSettingError, parse_bool
+
+__all__ = [
+    "BOOLEANS",
+    "CHOICES",
+    "PROFILES",
+    "Problem",
+    "bool_word",
+    "problems",
+    "sidecar_choice_problem",
+]
+
+#: Boolean settings and what an unreadable value makes of them.
+BOOLEANS: dict[str, str] = {
+    "AGENTOS_METRICS_REQUIRE_AUTH": "the sidecar fails closed (requires the token on "
+    "/metrics); the platform accepts only exactly 1 in prod",
+    "AGENTOS_ALLOW_DEV_HEADERS": "no reader can tell whether dev headers were meant to be on",
+    "AGENTOS_SIDECAR_SEND_FINGERPRINT": "the sidecar cannot tell whether to send the "
+    "fingerprint header",
+}
+#: What the platform recognises in AGENTOS_PROFILE (trimmed, lower-cased); anything else
+#: runs as dev, without prod's guards.
+PROFILES = frozenset({"prod", "demo", "dev"})
+#: The sidecar's choice flags (``--action`` etc.): exact words, as its argument parser
+#: takes them (the environment variable is trimmed first).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "action": ("http", "signal", "restart", "rollout", "exec"),
+    "log-format": ("json", "text"),
+    "log-level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+
+
+class Problem(NamedTuple):
+    """A setting not understood: the variable (or flag) and what follows from it."""
+
+    variable: str
+    message: str
+
+
+def bool_word(raw: str) -> str:
+    """A boolean value as messages may show it: the word when it is a known one."""
+    word = raw.strip()
+    if word.lower() in TRUE_WORDS | FALSE_WORDS:
+        return f'"{word}"' + (" (with surrounding spaces)" if word != raw else "")
+    return "not a boolean word (the value is not shown)"
+
+
+def problems(env: Mapping[str, str | None]) -> list[Problem]:
+    """Every boolean or profile setting of ``env`` that the components cannot read.
+
+    Values that are None (set from a source this check cannot see) are skipped.
+    """
+    found: list[Problem] = []
+    for variable, consequence in BOOLEANS.items():
+        raw = env.get(variable)
+        if raw is None:
+            continue
+        try:
+            parse_bool(variable, raw, default=False)
+        except BooleanSettingError:
+            found.append(Problem(
+                variable,
+                f"{variable} is not a boolean (the value is not shown; use 1/true/yes/on "
+                f"or 0/false/no/off): {consequence}",
+            ))
+    profile = env.get("AGENTOS_PROFILE")
+    if profile is not None and profile.strip() and profile.strip().lower() not in PROFILES:
+        found.append(Problem(
+            "AGENTOS_PROFILE",
+            "AGENTOS_PROFILE is not prod, demo or dev (the value is not shown): the "
+            "platform runs it as dev, without prod's start-up guards",
+        ))
+    return found
+
+
+def sidecar_choice_problem(flag: str, raw: str, *, from_env: bool) -> str | None:
+    """Why the sidecar refuses ``raw`` for the choice ``--flag``, or None."""
+    choices = CHOICES.get(flag)
+    if choices is None:
+        return None
+    value = raw.strip() if from_env else raw
+    if from_env and not value:
+        return None  # an empty variable leaves the default
+    if value in choices:
+        return None
+    near = [c for c in choices if c.lower() == value.strip().lower()]
+    hint = f" (write {near[0]}: the sidecar compares exactly)" if near else ""
+    return (f"--{flag} is not one of {', '.join(choices)}{hint}: the sidecar refuses to "
+            "start (the value is not shown)")
