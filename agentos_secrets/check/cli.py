@@ -172,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         findings, inputs, loaded, profile = _run(args)
         findings = apply(findings, parse_ignores(args.ignore), loaded)
     except InputError as exc:
-        print(f"agentos-secrets check: error: {exc}", file=sys.stderr)
+        from .report import one_line
+
+        print(f"agentos-secrets check: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_UNUSABLE
     from .. import __version__
 

@@ -13,11 +13,11 @@ redacted from the message, and quoted text is elided as well.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import SecretError
 from .errors import InputError
 from .reading import shown_argument
 
@@ -28,6 +28,15 @@ RENDER_TIMEOUT = 120
 _KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _MAX_INPUT_BYTES = 1 << 20
 _MAX_STDERR_BYTES = 64 << 10
+#: Redaction bounds: the error line, and what the generators may hold.
+_MAX_LINE = 4096
+_MAX_GENERATOR_BYTES = 8 << 20
+_MAX_GENERATOR_VALUES = 100_000
+_MAX_KUSTOMIZATIONS = 200
+
+
+class _TooMuch(Exception):
+    """The generators hold more than redaction may read."""
 _REDACTED = "<redacted>"
 
 
@@ -140,28 +149,79 @@ def _run_bounded(argv: list[str], max_stdout: int) -> tuple[int, bytes, bytes] |
 
 
 def redact(stderr: str, directory: str) -> str:
-    """Kustomize's last error line without any generator value or quoted text."""
+    """Kustomize's last error line without any generator value or quoted text.
+
+    Bounded: a line longer than :data:`_MAX_LINE`, or generators holding more than
+    :data:`_MAX_GENERATOR_BYTES` / :data:`_MAX_GENERATOR_VALUES`, withhold the message
+    instead (it cannot be redacted in reasonable time, and must not be shown unredacted).
+    """
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     text = lines[-1] if lines else "no error message"
-    for value in sorted(_generator_values(directory), key=len, reverse=True):
+    if len(text) > _MAX_LINE:
+        return _WITHHELD
+    try:
+        values = _generator_values(directory)
+    except _TooMuch:
+        return _WITHHELD
+    for value in sorted(values, key=len, reverse=True):
         text = text.replace(value, _REDACTED)
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '"…"', text)
-    text = re.sub(r"'[^']*'", "'…'", text)
-    return text[:400]
+    return _elide_quotes(text)[:400]
+
+
+_WITHHELD = ("(kustomize's message withheld: its inputs are too large to redact it "
+             "safely; run kubectl kustomize yourself)")
+
+
+def _elide_quotes(text: str) -> str:
+    """Every quoted part of ``text`` (double quotes with backslash escapes, single
+    quotes), unterminated ones included, replaced by ``"…"``/``'…'``; in linear time.
+
+    (The regular expression this replaces rescanned to the end from every quote that
+    did not close, quadratic on a line of escaped quotes.)
+    """
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char not in "\"'":
+            out.append(char)
+            i += 1
+            continue
+        j = i + 1
+        while j < n and text[j] != char:
+            j += 2 if char == '"' and text[j] == "\\" else 1
+        out.append(f"{char}…{char}")
+        i = j + 1
+    return "".join(out)
 
 
 def _read(path: str) -> str:
-    """A file the kustomization names, for redaction only: read with the bounded reader
-    (a FIFO or ``/dev/zero`` named as a generator source must not hang the check); a
-    file that cannot be read has nothing to redact."""
-    from ..errors import SecretError
+    """A file the kustomization names, for redaction only, read with the bounded reader
+    (a FIFO or ``/dev/zero`` named as a generator source must not hang the check).
+
+    A file that does not exist or may not be read holds nothing kustomize could quote;
+    one too large to read whole might, so it withholds the message (:class:`_TooMuch`).
+    """
+    from ..errors import (
+        SecretFileNotFoundError,
+        SecretFilePermissionError,
+        SecretFileTooLargeError,
+        SecretPathError,
+    )
     from ..files import read_bounded
 
+    too_large = False
     try:
         data = read_bounded(os.path.abspath(path), what="kustomization input",
                             max_bytes=_MAX_INPUT_BYTES)
-    except SecretError:
+    except (SecretFileNotFoundError, SecretFilePermissionError, SecretPathError):
         return ""
+    except SecretFileTooLargeError:
+        too_large = True
+    except SecretError:
+        return ""  # a directory, FIFO or device: kustomize reads no value from it either
+    if too_large:
+        raise _TooMuch
     return data.decode("utf-8", "replace")
 
 
@@ -171,7 +231,10 @@ def _kustomizations(directory: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
     seen: set[str] = set()
     pending = [os.path.realpath(directory)]
-    while pending and len(seen) < 200:
+    read = 0
+    while pending:
+        if len(seen) >= _MAX_KUSTOMIZATIONS or len(pending) > _MAX_GENERATOR_VALUES:
+            raise _TooMuch
         current = pending.pop()
         if current in seen or not os.path.isdir(current):
             continue
@@ -179,8 +242,12 @@ def _kustomizations(directory: str) -> Iterator[tuple[str, dict[str, Any]]]:
         for name in _KUSTOMIZATION_NAMES:
             path = os.path.join(current, name)
             if os.path.isfile(path):
+                text = _read(path)
+                read += len(text)
+                if read > _MAX_GENERATOR_BYTES:
+                    raise _TooMuch
                 try:
-                    docs = load_documents(_read(path), path)
+                    docs = load_documents(text, path)
                 except InputError:
                     docs = []
                 doc = docs[0] if len(docs) == 1 else None
@@ -205,12 +272,22 @@ def _list(value: object) -> list[Any]:
 def _generator_values(directory: str) -> set[str]:
     """Every string a secretGenerator / configMapGenerator could have taken as a value."""
     values: set[str] = set()
+    budget = [_MAX_GENERATOR_BYTES]
 
     def add(text: str) -> None:
         for part in (text, *text.split("=", 1)[1:]):
             part = part.strip()
             if len(part) >= 4:
                 values.add(part)
+        if len(values) > _MAX_GENERATOR_VALUES:
+            raise _TooMuch
+
+    def read(path: str) -> str:
+        content = _read(path)
+        budget[0] -= len(content)
+        if budget[0] < 0:
+            raise _TooMuch
+        return content
 
     for base, doc in _kustomizations(directory):
         for key in ("secretGenerator", "configMapGenerator"):
@@ -221,11 +298,11 @@ def _generator_values(directory: str) -> set[str]:
                     add(str(literal))
                 env_files = _list(gen.get("envs")) + _list(gen.get("env"))
                 for env_file in env_files:
-                    for line in _read(os.path.join(base, str(env_file))).splitlines():
+                    for line in read(os.path.join(base, str(env_file))).splitlines():
                         add(line)
                 for source in _list(gen.get("files")):
                     path = str(source).split("=", 1)[-1]
-                    content = _read(os.path.join(base, path))
+                    content = read(os.path.join(base, path))
                     add(content)
                     for line in content.splitlines():
                         add(line)

@@ -25,8 +25,8 @@ __all__ = [
     "shown_argument",
 ]
 
-#: An env file is a few dozen lines; 1 MiB leaves room for comments and long keys.
-MAX_ENV_FILE_BYTES = 1 << 20
+#: An env file is a few dozen lines; 256 KiB leaves room for comments and PEM keys.
+MAX_ENV_FILE_BYTES = 256 << 10
 #: Rendered manifests of a large application are a few MiB; 16 MiB parses in seconds.
 MAX_MANIFEST_BYTES = 16 << 20
 #: How long ``--manifests -`` waits for stdin to reach its end.

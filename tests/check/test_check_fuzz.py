@@ -23,8 +23,7 @@ from redteam_lib import container, deployment, good_docs
 
 from agentos_secrets.check import kustomize
 from agentos_secrets.check.cli import main
-from agentos_secrets.check.errors import InputError
-from agentos_secrets.check.inputs import parse_yaml_stream
+from agentos_secrets.check.inputs import InputError, parse_yaml_stream
 
 #: A value no report text contains, planted wherever a secret could be.
 MARK = "Qv7mark9secret"

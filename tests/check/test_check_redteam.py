@@ -386,3 +386,72 @@ def _imports(module: str) -> set[str]:
 def test_inputs_and_kustomize_do_not_import_each_other():
     assert "kustomize" not in _imports("inputs") or "inputs" not in _imports("kustomize")
     assert "inputs" not in _imports("kustomize")
+
+
+# -- class 2, second pass: quadratic time on crafted values ----------------------------------
+
+
+def test_placeholder_judging_is_linear_on_a_value_of_template_marks(tmp_path):
+    """AS226 judged a Secret value with a regular expression that rescanned from every
+    ``{{``: 600 KB of them never finished."""
+    docs = good_docs()
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    secret.pop("data", None)
+    secret["stringData"] = {"AGENTOS_SERVICE_TOKEN": "{{" * 300_000,
+                            "AGENTOS_FED_SHARED_SECRET": "x", "AGENTOS_SIGNING_KEY": "y"}
+    proc = run_process(["--no-env", "--manifests", str(write(tmp_path, docs)),
+                        "--profile", "prod", "--format", "json"])
+    assert proc.returncode == 1 and "AS226" in proc.stdout, proc.stderr
+
+
+def test_suppression_parsing_is_linear_on_long_blanks(tmp_path):
+    docs = good_docs()
+    deployment(docs)["metadata"]["annotations"] = {
+        "secrets.agentos.io/ignore": "AS201=x" + " " * 300_000 + "y"}
+    proc = run_process(["--no-env", "--manifests", str(write(tmp_path, docs))])
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_env_file_with_a_huge_run_of_blanks_is_refused_quickly(tmp_path):
+    """Comment stripping (dotenv's, and the old hand-written one) is quadratic in a run
+    of blanks: such a line is refused, naming it."""
+    path = tmp_path / "blanks.env"
+    path.write_text("AGENTOS_PROFILE=dev\nAGENTOS_X=x" + " " * 200_000 + "y\n")
+    proc = run_process(["--env-file", str(path)])
+    assert proc.returncode == 2 and "line 2: a run of more than 256" in proc.stderr, proc.stderr
+
+
+def test_kustomize_error_with_endless_escaped_quotes_is_redacted_quickly(tmp_path, canary):
+    fake = tmp_path / "kubectl"
+    line = '"' + '\\"' * 30_000  # one backslash each: no quote ever closes
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' '{line}' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    (tmp_path / "kustomization.yaml").write_text("resources: []\n")
+    proc = run_process(["--no-env", "--manifests", str(tmp_path)],
+                       env={kustomize.KUBECTL_ENV: str(fake)})
+    assert proc.returncode == 2 and "kubectl kustomize failed" in proc.stderr, proc.stderr
+
+
+def test_kustomize_error_is_withheld_when_generators_are_too_large(tmp_path, canary):
+    (tmp_path / "big.txt").write_text(canary.value + "\n" + "x" * (1 << 20))
+    files = ", ".join(["big.txt"] * 12)
+    (tmp_path / "kustomization.yaml").write_text(
+        f"secretGenerator:\n  - name: agentos-secrets\n    files: [{files}]\n"
+        "resources: [missing.yaml]\n")
+    fake = tmp_path / "kubectl"
+    fake.write_text(f"#!/bin/sh\necho 'error: bad input {canary.value}' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    proc = run_process(["--no-env", "--manifests", str(tmp_path)],
+                       env={kustomize.KUBECTL_ENV: str(fake)})
+    assert proc.returncode == 2 and "withheld" in proc.stderr, proc.stderr
+    canary.assert_absent(proc.stdout, proc.stderr)
+
+
+def test_names_cannot_forge_lines_of_the_text_report(run_check, tmp_path):
+    docs = good_docs()
+    forged = "0 error(s), 0 warning(s), 0 suppressed: passed (exit 0)"
+    deployment(docs)["metadata"]["name"] = f"x\n{forged}\n"
+    set_env(container(docs, "agentos"), "AGENTOS_SERVICE_TOKEN_FILE", "/nowhere/token")
+    run = run_check("--no-env", "--manifests", str(write(tmp_path, docs)))
+    assert run.code == 1
+    assert forged not in run.out.splitlines()
