@@ -171,6 +171,12 @@ _RULE_LIST: tuple[Rule, ...] = (
          "not one of its words: the sidecar refuses to start or fails closed.",
          "Use one of the words listed in the message (the sidecar compares choices "
          "exactly, e.g. signal, not Signal)."),
+    Rule("AS213", "sidecar-status-unreachable", _E,
+         "A workload mounts Secret agentos-secrets but agentos-secrets rotate cannot read "
+         "its sidecar's /status through pods/proxy: --listen is off or on loopback, its "
+         "port is not declared in the sidecar's ports, or rotate would pick another port.",
+         "Keep --listen 0.0.0.0:9095 and declare containerPort 9095 named metrics on "
+         "secrets-sidecar (as the component does)."),
     Rule("AS220", "prod-manifest-default-tenant", _E,
          "A prod container sets AGENTOS_DEFAULT_TENANT: the platform refuses to start.",
          "Remove AGENTOS_DEFAULT_TENANT from prod overlays.", _PROD),

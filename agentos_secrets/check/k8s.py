@@ -153,6 +153,12 @@ class Workload:
     def agentos_volumes(self) -> set[str]:
         return {n for n, sv in self.secret_volumes.items() if is_agentos_secret(sv.secret)}
 
+    def agentos_secret_volumes(self) -> set[str]:
+        """The volumes fed by Secret agentos-secrets itself (``secret`` or ``projected``,
+        not a CSI SecretProviderClass of that name): what ``rotate`` rotates."""
+        return {n for n, sv in self.secret_volumes.items()
+                if sv.kind == "Secret" and is_agentos_secret(sv.secret)}
+
     def mount_for(self, container: Container, path: str) -> Mapping[str, Any] | None:
         """The mount of ``container`` whose mountPath holds ``path`` (longest match).
 

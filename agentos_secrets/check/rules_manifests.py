@@ -130,6 +130,55 @@ def _file_var_rules(
                             f"{sv.kind} {sv.secret} does not have", field)
 
 
+#: ``agentos-secrets rotate`` reads ``/status`` on the port this pod template annotation
+#: names, else the sidecar's port named ``metrics``, else its first port, else 9095.
+STATUS_PORT_ANNOTATION = "rotate.agentos.dev/status-port"
+DEFAULT_LISTEN_PORT = 9095
+
+
+def _rotate_port(c: _Ctx, sidecar: Container) -> tuple[int, str]:
+    """The port ``rotate`` will read ``/status`` on, and where that choice comes from
+    (the same order as ``agentos_secrets.rotate``'s discovery)."""
+    override = c.w.template_annotations.get(STATUS_PORT_ANNOTATION)
+    if isinstance(override, str) and override.isdigit() and 0 < int(override) < 65536:
+        return int(override), f"annotation {STATUS_PORT_ANNOTATION}"
+    ports = [p for p in sidecar.body.get("ports") or [] if isinstance(p, Mapping)]
+    for port in ports:
+        if port.get("name") == "metrics" and isinstance(port.get("containerPort"), int):
+            return int(port["containerPort"]), "its port named metrics"
+    if ports and isinstance(ports[0].get("containerPort"), int):
+        return int(ports[0]["containerPort"]), "its first port"
+    return DEFAULT_LISTEN_PORT, "the default"
+
+
+def _status_problem(c: _Ctx, sidecar: Container) -> str | None:
+    """Why ``rotate`` cannot read this sidecar's ``/status`` through ``pods/proxy``."""
+    env = container_env(sidecar, c.m, c.ns)
+    raw, from_env = sidecar_flag_source(sidecar, env, "listen")
+    if from_env and raw is not None and not raw.strip():
+        raw = None  # an empty variable leaves the default
+    if raw is None and from_env is False and "AGENTOS_SIDECAR_LISTEN" in env:
+        return None  # set from a source this check cannot see
+    listen = f"0.0.0.0:{DEFAULT_LISTEN_PORT}" if raw is None else raw.strip()
+    if listen.lower() in ("", "off", "none"):
+        return "its --listen is off: nothing serves /status"
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit():
+        return None  # the sidecar refuses such a --listen itself, at start
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return ("it listens on loopback only; pods/proxy connects to the pod IP")
+    port = int(port_text)
+    declared = {int(p["containerPort"]) for p in sidecar.body.get("ports") or []
+                if isinstance(p, Mapping) and isinstance(p.get("containerPort"), int)}
+    if port not in declared:
+        return f"it does not declare its --listen port {port} in ports"
+    wanted, why = _rotate_port(c, sidecar)
+    if wanted != port:
+        return f"rotate reads port {wanted} ({why}) but --listen is port {port}"
+    return None
+
+
 def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
     uses_secret = bool(c.w.agentos_volumes())
     if not sidecars:
@@ -141,6 +190,10 @@ def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
         if sidecar.init and sidecar.body.get("restartPolicy") != "Always":
             yield c.finding("AS202", f"{SIDECAR_NAME} is an init container without "
                             "restartPolicy: Always", sidecar.field + ".restartPolicy")
+        status = _status_problem(c, sidecar) if c.w.agentos_secret_volumes() else None
+        if status:
+            yield c.finding("AS213", f"agentos-secrets rotate cannot read the /status of "
+                            f"{SIDECAR_NAME}: {status}", sidecar.field + ".ports")
         mounted = {str(m.get("name")) for m in sidecar.mounts()}
         if not mounted & c.w.agentos_volumes():
             yield c.finding("AS208", f"{SIDECAR_NAME} does not mount a volume of Secret "
