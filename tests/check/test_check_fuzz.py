@@ -164,6 +164,16 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 RICH = _rich_docs()
 PATHS = [p for p in _paths(RICH) if len(p) >= 2]
 
+
+def test_the_rich_base_is_checked_not_refused():
+    """The fuzzing below starts from a stream check evaluates (exit 0 or 1, never 2),
+    so that a refusal is caused by the mutation."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rich.yaml"
+        path.write_text(yaml.safe_dump_all(RICH))
+        code, _out, err = _run("--no-env", "--manifests", str(path), "--format", "json")
+    assert code in (0, 1) and err == "", err
+
 _scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([math.inf, -math.inf, math.nan, 0.5]),
@@ -191,7 +201,7 @@ def test_any_shape_of_any_walked_field_is_a_report_or_exit_2(picks, profile):
             continue  # an earlier pick replaced a parent: this path is gone
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.yaml"
-        path.write_text(yaml.safe_dump(docs))
+        path.write_text(yaml.safe_dump_all(docs))
         code, out, err = _run("--no-env", "--manifests", str(path), "--profile", profile,
                               "--format", "json")
     _assert_outcome(code, out, err)
@@ -239,3 +249,51 @@ def test_redaction_reads_any_kustomization_without_crashing(doc):
         (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(doc))
         message = kustomize.redact(f"error: literal {MARK}", tmp)
     assert message.startswith("error:")
+
+
+def _walked_schema(doc: dict[str, Any], path: tuple[Any, ...]) -> Any:
+    """The schema :mod:`agentos_secrets.check.shapes` gives the field at ``path`` of a
+    document, or None when no rule walks it."""
+    from agentos_secrets.check import shapes
+
+    kind_schema = shapes.SCHEMAS.get(doc.get("kind"), {})
+    schema: Any = {**shapes.METADATA, **kind_schema}
+    for key in path:
+        if isinstance(schema, dict) and isinstance(key, str) and key in schema:
+            schema = schema[key]
+        elif isinstance(schema, shapes.Seq) and isinstance(key, int):
+            schema = schema.item
+        elif isinstance(schema, shapes.Map) and isinstance(key, str):
+            schema = schema.value
+        else:
+            return None
+    return schema
+
+
+_wrong = st.one_of(st.booleans(), st.integers(min_value=-(2**64), max_value=2**64),
+                   st.sampled_from([math.inf, math.nan, 1.5]), st.text(max_size=4),
+                   st.lists(st.integers(), max_size=2),
+                   st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(path=st.sampled_from(PATHS), value=_wrong)
+def test_a_walked_field_of_the_wrong_type_is_exit_2_never_a_pass(path, value):
+    """The oracle is the schema's type for the field: the property checks that every walk
+    enforces it (no silent pass), the test above that no walk crashes."""
+    from agentos_secrets.check import shapes
+
+    docs = yaml.safe_load(yaml.safe_dump(RICH))
+    node: Any = docs
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    schema = _walked_schema(RICH[path[0]], path[1:])
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "fuzz.yaml"
+        file.write_text(yaml.safe_dump_all(docs))
+        code, out, err = _run("--no-env", "--manifests", str(file), "--format", "json")
+    _assert_outcome(code, out, err)
+    if schema is not None and not shapes._matches(value, schema):
+        assert code == 2 and " is " in err and "expected" in err, (path, err, out[:300])
