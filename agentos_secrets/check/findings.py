@@ -168,7 +168,9 @@ _RULE_LIST: tuple[Rule, ...] = (
     Rule("AS212", "manifest-setting-not-understood", _E,
          "A container's boolean setting or AGENTOS_PROFILE is not understood (as AS116), or "
          "secrets-sidecar's --action, --log-format, --log-level or --send-fingerprint is "
-         "not one of its words: the sidecar refuses to start or fails closed.",
+         "not one of its words, or a numeric flag (--debounce, --resync, --max-per-hour, "
+         "...) is not a finite number in range: the sidecar refuses to start or fails "
+         "closed.",
          "Use one of the words listed in the message (the sidecar compares choices "
          "exactly, e.g. signal, not Signal)."),
     Rule("AS213", "sidecar-status-unreachable", _E,

@@ -9,6 +9,7 @@ platform's own start-up guards are checked on each app container's resolved envi
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterator, Mapping
 
 from ..files import shown_path
@@ -134,13 +135,15 @@ def _file_var_rules(
 #: names, else the sidecar's port named ``metrics``, else its first port, else 9095.
 STATUS_PORT_ANNOTATION = "rotate.agentos.dev/status-port"
 DEFAULT_LISTEN_PORT = 9095
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 def _rotate_port(c: _Ctx, sidecar: Container) -> tuple[int, str]:
     """The port ``rotate`` will read ``/status`` on, and where that choice comes from
     (the same order as ``agentos_secrets.rotate``'s discovery)."""
     override = c.w.template_annotations.get(STATUS_PORT_ANNOTATION)
-    if isinstance(override, str) and override.isdigit() and 0 < int(override) < 65536:
+    # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+    if isinstance(override, str) and _PORT.fullmatch(override) and 0 < int(override) < 65536:
         return int(override), f"annotation {STATUS_PORT_ANNOTATION}"
     ports = [p for p in sidecar.body.get("ports") or [] if isinstance(p, Mapping)]
     for port in ports:
@@ -163,7 +166,7 @@ def _status_problem(c: _Ctx, sidecar: Container) -> str | None:
     if listen.lower() in ("", "off", "none"):
         return "its --listen is off: nothing serves /status"
     host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit():
+    if not sep or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
         return None  # the sidecar refuses such a --listen itself, at start
     host = host.strip("[]").lower()
     if host == "localhost" or host.startswith("127.") or host == "::1":
@@ -218,10 +221,11 @@ def _sidecar_setting_rules(
     ``--send-fingerprint`` switch that the sidecar would refuse or could not read."""
     from ..booleans import BooleanSettingError, parse_bool
 
-    for flag in switches.CHOICES:
+    for flag in (*switches.CHOICES, *switches.NUMBERS):
         raw, from_env = sidecar_flag_source(sidecar, env, flag)
-        problem = None if raw is None else switches.sidecar_choice_problem(
-            flag, raw, from_env=from_env)
+        problem = None if raw is None else (
+            switches.sidecar_choice_problem(flag, raw, from_env=from_env)
+            or switches.sidecar_number_problem(flag, raw, from_env=from_env))
         if problem:
             yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
                             f"{sidecar.field}.{'env' if from_env else 'args'}")

@@ -22,6 +22,7 @@ __all__ = [
     "bool_word",
     "problems",
     "sidecar_choice_problem",
+    "sidecar_number_problem",
 ]
 
 #: Boolean settings and what an unreadable value makes of them.
@@ -41,6 +42,20 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "action": ("http", "signal", "restart", "rollout", "exec"),
     "log-format": ("json", "text"),
     "log-level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+
+
+#: The sidecar's numeric flags: whether 0 is allowed, and whether it is a whole count.
+NUMBERS: dict[str, tuple[bool, bool]] = {
+    "debounce": (True, False),
+    "max-wait": (True, False),
+    "min-interval": (True, False),
+    "resync": (False, False),
+    "backoff-initial": (False, False),
+    "backoff-max": (False, False),
+    "timeout": (False, False),
+    "grace-period": (False, False),
+    "max-per-hour": (False, True),
 }
 
 
@@ -101,3 +116,29 @@ def sidecar_choice_problem(flag: str, raw: str, *, from_env: bool) -> str | None
     hint = f" (write {near[0]}: the sidecar compares exactly)" if near else ""
     return (f"--{flag} is not one of {', '.join(choices)}{hint}: the sidecar refuses to "
             "start (the value is not shown)")
+
+
+def sidecar_number_problem(flag: str, raw: str, *, from_env: bool) -> str | None:
+    """Why ``raw`` is no usable value for the sidecar's numeric ``--flag``, or None.
+
+    A number must be finite (``inf``, ``nan`` and ``1e999`` parse as floats but make a
+    timer that never fires or fires at once), non-negative, and above zero unless the
+    flag allows zero; ``--max-per-hour`` is a whole count of at least 1.
+    """
+    import math
+
+    rule = NUMBERS.get(flag)
+    if rule is None:
+        return None
+    zero_ok, whole = rule
+    text = raw.strip()
+    if from_env and not text:
+        return None
+    try:
+        value = float(int(text)) if whole else float(text)
+    except (ValueError, OverflowError):
+        return f"--{flag} is not {'a whole number' if whole else 'a number'} (not shown)"
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        return f"--{flag} must be a finite number {bound} (the value is not shown)"
+    return None

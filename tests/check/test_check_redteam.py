@@ -455,3 +455,34 @@ def test_names_cannot_forge_lines_of_the_text_report(run_check, tmp_path):
     run = run_check("--no-env", "--manifests", str(write(tmp_path, docs)))
     assert run.code == 1
     assert forged not in run.out.splitlines()
+
+
+# -- class 5, second pass: digits that are not ASCII, numbers at their limits -----------------
+
+
+@pytest.mark.parametrize(("where", "value"), [
+    ("annotation", "²"),                  # str.isdigit() is True, int() refuses it
+    ("listen", "0.0.0.0:²"),
+])
+def test_non_ascii_digits_in_ports_are_not_a_traceback(run_check, tmp_path, where, value):
+    docs = good_docs()
+    if where == "annotation":
+        deployment(docs)["spec"]["template"]["metadata"]["annotations"] = {
+            "rotate.agentos.dev/status-port": value}
+    else:
+        set_env(container(docs, "secrets-sidecar"), "AGENTOS_SIDECAR_LISTEN", value)
+    run = run_check("--no-env", "--manifests", str(write(tmp_path, docs)), "--format", "json")
+    assert run.code in (0, 1), run.err
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("AGENTOS_SIDECAR_DEBOUNCE", "inf"), ("AGENTOS_SIDECAR_RESYNC", "nan"),
+    ("AGENTOS_SIDECAR_TIMEOUT", "1e999"), ("AGENTOS_SIDECAR_RESYNC", "0"),
+    ("AGENTOS_SIDECAR_MAX_PER_HOUR", "1.5"), ("AGENTOS_SIDECAR_MAX_PER_HOUR", "9" * 5000),
+    ("AGENTOS_SIDECAR_BACKOFF_MAX", "-1"), ("AGENTOS_SIDECAR_GRACE_PERIOD", "soon"),
+])
+def test_sidecar_numbers_at_their_limits_are_as212(run_check, tmp_path, name, value):
+    docs = good_docs()
+    set_env(container(docs, "secrets-sidecar"), name, value)
+    run = run_check("--no-env", "--manifests", str(write(tmp_path, docs)), "--format", "json")
+    assert run.rule_ids == {"AS212"} and run.code == 1, run.out + run.err
