@@ -12,8 +12,8 @@ compiles the ``.pyc`` files:
 * manifests: ``kubectl kustomize`` of the overlay alone, the whole ``check --manifests``
   of the same directory (interpreter + render + rules), and in-process the parse and the
   rules on the already rendered text (what ``check`` adds beyond the render);
-* the price of the YAML bounds (issue 11): the bounded loader (an event pass for depth,
-  documents and aliases, then compose, count the expanded graph, construct) against
+* the price of the YAML bounds (issue 11): the bounded loader (compose each document,
+  walk its node graph once for depth, aliases and expanded size, construct) against
   plain ``yaml.load_all`` with the same libyaml loader, on the overlay repeated 40 times;
   and how long an alias bomb of a few hundred bytes takes to be refused.
 """

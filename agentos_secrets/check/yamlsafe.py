@@ -3,11 +3,13 @@
 PyYAML's safe loader builds only plain data, but it is not bounded: aliases make a few
 hundred bytes stand for an exponential number of nodes (a "billion laughs" of ``kind:
 List`` items stalls every walker), deep nesting exhausts the recursion limit, and nothing
-caps the number of documents. Before anything is constructed, the stream is checked:
+caps the number of documents. Each document is composed (libyaml refuses nesting beyond
+1,000 levels itself; PyYAML's pure-Python composer hits the recursion limit first, which
+is refused too) and its node graph checked before anything is constructed:
 
-* nesting depth at most :data:`MAX_DEPTH` (checked on the event stream, which PyYAML and
-  libyaml produce without recursion, so the check itself cannot overflow);
-* at most :data:`MAX_DOCUMENTS` documents and :data:`MAX_ALIASES` aliases;
+* nesting depth at most :data:`MAX_DEPTH`;
+* at most :data:`MAX_DOCUMENTS` documents and :data:`MAX_ALIASES` aliases (references
+  to a node already seen);
 * anchors and aliases are allowed (hand-written manifests use ``<<: *defaults``), but the
   document *as expanded* may hold at most :data:`MAX_EXPANDED_NODES` nodes and
   :data:`MAX_EXPANDED_CHARS` characters of scalars, counted over the composed graph in
@@ -54,7 +56,6 @@ def load_documents(text: str, where: str) -> list[Any]:
 
     failure: str | None = None
     try:
-        _check_events(text, where)
         docs = _compose_and_construct(text, where)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -75,27 +76,6 @@ def _problem(text: str) -> str:
     return re.sub(r"'(?!<[a-z ]+>')[^']*'", "'…'", str(text))[:200]
 
 
-def _check_events(text: str, where: str) -> None:
-    import yaml
-
-    depth = documents = aliases = 0
-    for event in yaml.parse(text, Loader=_loader_class()):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise InputError(f"{where}: YAML nested deeper than {MAX_DEPTH} levels")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-        elif isinstance(event, yaml.DocumentStartEvent):
-            documents += 1
-            if documents > MAX_DOCUMENTS:
-                raise InputError(f"{where}: more than {MAX_DOCUMENTS} YAML documents")
-        elif isinstance(event, yaml.AliasEvent):
-            aliases += 1
-            if aliases > MAX_ALIASES:
-                raise InputError(f"{where}: more than {MAX_ALIASES} YAML aliases")
-
-
 def _compose_and_construct(text: str, where: str) -> list[Any]:
     loader = _loader_class()(text)
     budget = _Budget(where)
@@ -103,6 +83,9 @@ def _compose_and_construct(text: str, where: str) -> list[Any]:
         docs: list[Any] = []
         while loader.check_node():
             node = loader.get_node()
+            budget.documents += 1
+            if budget.documents > MAX_DOCUMENTS:
+                raise InputError(f"{where}: more than {MAX_DOCUMENTS} YAML documents")
             budget.spend(node)
             docs.append(loader.construct_document(node))
         return docs
@@ -119,15 +102,18 @@ class _Budget:
         self.where = where
         self.nodes = 0
         self.chars = 0
+        self.documents = 0
+        self.aliases = 0
 
     def spend(self, root: Any) -> None:
         import yaml
 
         sizes: dict[int, tuple[int, int]] = {}
         active: set[int] = set()
-        stack: list[tuple[Any, bool]] = [(root, False)]
+        references = 0
+        stack: list[tuple[Any, bool, int]] = [(root, False, 1)]
         while stack:
-            node, children_done = stack.pop()
+            node, children_done, depth = stack.pop()
             key = id(node)
             if children_done:
                 active.discard(key)
@@ -147,9 +133,18 @@ class _Budget:
                 continue
             if key in active:
                 raise InputError(f"{self.where}: a YAML alias refers to a node containing it")
+            if depth > MAX_DEPTH:
+                raise InputError(f"{self.where}: YAML nested deeper than {MAX_DEPTH} levels")
             active.add(key)
-            stack.append((node, True))
-            stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+            stack.append((node, True, depth))
+            children = _children(node)
+            references += len(children)
+            stack.extend((child, False, depth + 1) for child in children
+                         if id(child) not in sizes)
+        # Every node but the root is referenced once without aliases; the rest are aliases.
+        self.aliases += references - (len(sizes) - 1)
+        if self.aliases > MAX_ALIASES:
+            raise InputError(f"{self.where}: more than {MAX_ALIASES} YAML aliases")
         nodes, chars = sizes[id(root)]
         self.nodes += nodes
         self.chars += chars
