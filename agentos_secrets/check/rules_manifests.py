@@ -229,6 +229,11 @@ def _sidecar_setting_rules(
         if problem:
             yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
                             f"{sidecar.field}.{'env' if from_env else 'args'}")
+    raw, from_env = sidecar_flag_source(sidecar, env, "listen")
+    problem = None if raw is None else switches.sidecar_listen_problem(raw, from_env=from_env)
+    if problem:
+        yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
+                        f"{sidecar.field}.{'env' if from_env else 'args'}")
     raw, from_env = sidecar_flag_source(sidecar, env, "send-fingerprint")
     if raw is not None and not from_env:  # the environment is judged with the others
         try:

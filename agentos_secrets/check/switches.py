@@ -22,6 +22,7 @@ __all__ = [
     "bool_word",
     "problems",
     "sidecar_choice_problem",
+    "sidecar_listen_problem",
     "sidecar_number_problem",
 ]
 
@@ -142,3 +143,19 @@ def sidecar_number_problem(flag: str, raw: str, *, from_env: bool) -> str | None
         bound = ">= 0" if zero_ok else "> 0"
         return f"--{flag} must be a finite number {bound} (the value is not shown)"
     return None
+
+
+def sidecar_listen_problem(raw: str, *, from_env: bool) -> str | None:
+    """Why the sidecar refuses ``raw`` for ``--listen`` (``HOST:PORT``, or ``off``), or
+    None. As the sidecar: ``off``, ``none`` or empty disable it, else the text after the
+    last ``:`` must be a port number up to 65535."""
+    import re
+
+    value = raw.strip() if from_env else raw
+    if value.strip().lower() in ("", "off", "none"):
+        return None
+    _host, sep, port = value.rpartition(":")
+    if sep and re.fullmatch(r"[0-9]{1,5}", port) and int(port) <= 65535:
+        return None
+    return ("--listen is not HOST:PORT (or off): the sidecar refuses to start (the value "
+            "is not shown)")

@@ -480,6 +480,7 @@ def test_non_ascii_digits_in_ports_are_not_a_traceback(run_check, tmp_path, wher
     ("AGENTOS_SIDECAR_TIMEOUT", "1e999"), ("AGENTOS_SIDECAR_RESYNC", "0"),
     ("AGENTOS_SIDECAR_MAX_PER_HOUR", "1.5"), ("AGENTOS_SIDECAR_MAX_PER_HOUR", "9" * 5000),
     ("AGENTOS_SIDECAR_BACKOFF_MAX", "-1"), ("AGENTOS_SIDECAR_GRACE_PERIOD", "soon"),
+    ("AGENTOS_SIDECAR_LISTEN", "9095"), ("AGENTOS_SIDECAR_LISTEN", "0.0.0.0:99999"),
 ])
 def test_sidecar_numbers_at_their_limits_are_as212(run_check, tmp_path, name, value):
     docs = good_docs()
