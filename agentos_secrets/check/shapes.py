@@ -13,7 +13,6 @@ accepted everywhere, as the API server reads it as "unset". After
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,6 +121,8 @@ def describe(value: object) -> str:
         return "a list"
     if isinstance(value, Mapping):
         return "a mapping"
+    import datetime  # only here: check of an environment never needs it
+
     if isinstance(value, datetime.date):
         return "a date"
     if isinstance(value, bytes):

@@ -487,3 +487,32 @@ def test_sidecar_numbers_at_their_limits_are_as212(run_check, tmp_path, name, va
     set_env(container(docs, "secrets-sidecar"), name, value)
     run = run_check("--no-env", "--manifests", str(write(tmp_path, docs)), "--format", "json")
     assert run.rule_ids == {"AS212"} and run.code == 1, run.out + run.err
+
+
+def test_a_stalled_stdin_is_refused_after_its_time_limit(monkeypatch):
+    """A pipe that never ends (a producer that hangs) is refused at the deadline (here a
+    short one: a bound, not a measurement), not waited on forever."""
+    from agentos_secrets.check.errors import InputError
+    from agentos_secrets.check.reading import read_stdin
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"kind: ConfigMap\n")
+    with os.fdopen(read_end, "r") as stream:
+        monkeypatch.setattr("sys.stdin", stream)
+        with pytest.raises(InputError, match=r"did not reach its end in 0\.5 s"):
+            read_stdin("--manifests", 1 << 20, timeout=0.5)
+    os.close(write_end)
+
+
+def test_a_terminal_as_stdin_is_refused(monkeypatch):
+    from agentos_secrets.check.errors import InputError
+    from agentos_secrets.check.reading import read_stdin
+
+    controller, terminal = os.openpty()
+    try:
+        with os.fdopen(terminal, "r") as stream:
+            monkeypatch.setattr("sys.stdin", stream)
+            with pytest.raises(InputError, match="is a terminal"):
+                read_stdin("--manifests", 1 << 20)
+    finally:
+        os.close(controller)
