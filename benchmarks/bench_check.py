@@ -11,7 +11,11 @@ compiles the ``.pyc`` files:
   the signing-key test through ``cryptography``);
 * manifests: ``kubectl kustomize`` of the overlay alone, the whole ``check --manifests``
   of the same directory (interpreter + render + rules), and in-process the parse and the
-  rules on the already rendered text (what ``check`` adds beyond the render).
+  rules on the already rendered text (what ``check`` adds beyond the render);
+* the price of the YAML bounds (issue 11): the bounded loader (compose each document,
+  walk its node graph once for depth, aliases and expanded size, construct) against
+  plain ``yaml.load_all`` with the same libyaml loader, on the overlay repeated 40 times;
+  and how long an alias bomb of a few hundred bytes takes to be refused.
 """
 
 from __future__ import annotations
@@ -96,6 +100,36 @@ def _in_process_rules(rendered: str, runs: int) -> float:
     return statistics.median(timings[1:])
 
 
+def _yaml_bounds(rendered: str, runs: int) -> tuple[float, float, float, int]:
+    """Medians (s) of plain load_all and of the bounded loader on a 40x stream, and of
+    refusing an alias bomb; plus the stream's size in bytes."""
+    import yaml
+
+    from agentos_secrets.check.errors import InputError
+    from agentos_secrets.check.yamlsafe import load_documents
+
+    stream = "\n---\n".join([rendered] * 40)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    bomb = "a0: &a0 [x]\n" + "".join(
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 12))
+    plain, bounded, refused = [], [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        docs = list(yaml.load_all(stream, Loader=loader))
+        plain.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        assert load_documents(stream, "bench") == docs
+        bounded.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        try:
+            load_documents(bomb, "bomb")
+        except InputError:
+            refused.append(time.perf_counter() - started)
+    assert len(refused) == runs
+    return (statistics.median(plain), statistics.median(bounded), statistics.median(refused),
+            len(stream.encode()))
+
+
 def main() -> None:
     from agentos_secrets.check.kustomize import find_kubectl
 
@@ -137,6 +171,13 @@ def main() -> None:
           f"({rules / render:.2f} of the render)")
     verdict = "yes" if whole - render < 1.0 else "NO"
     print(f"  well under a second beyond the render: {verdict}")
+
+    plain, bounded, refused, size = _yaml_bounds(rendered, RUNS)
+    print(f"\nYAML bounds, overlay x40 ({size // 1024} KiB), median of {RUNS}:")
+    print(f"  yaml.load_all (libyaml, unbounded) {plain * 1e3:7.1f} ms")
+    print(f"  check's bounded loader             {bounded * 1e3:7.1f} ms  "
+          f"(x{bounded / plain:.2f} of unbounded)")
+    print(f"  alias bomb (10^11 nodes) refused   {refused * 1e3:7.1f} ms")
 
 
 if __name__ == "__main__":

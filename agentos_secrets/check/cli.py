@@ -13,17 +13,53 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from .errors import InputError
 from .findings import RULES, Finding, Severity
-from .inputs import Environment, InputError, Manifests, load_environment, load_manifests
+from .inputs import Environment, Manifests, load_environment, load_manifests
+from .reading import shown_argument
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose error messages never echo a value.
+
+    argparse quotes what it refuses (``invalid choice: 'VALUE'``, ``unrecognized
+    arguments: VALUE``): a secret pasted where a flag value was expected would land in a
+    CI log. Messages keep the flag and the accepted choices; unrecognized arguments are
+    shown only when they look like flags (``--nmae``), and then without any ``=value``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNUSABLE, f"{self.prog}: error: {_redact_argparse(message)}\n")
+
+
+def _redact_argparse(message: str) -> str:
+    import re
+
+    head, sep, rest = message.partition("unrecognized arguments: ")
+    if sep:
+        words = rest.split(" ")
+        flags = [m.group(0) for w in words if (m := re.match(r"--?[A-Za-z][A-Za-z0-9-]*\Z",
+                                                             w.split("=", 1)[0]))]
+        hidden = len(words) - len(flags)
+        shown = ", ".join(flags)
+        more = f"{hidden} other argument(s), not shown" if hidden else ""
+        return f"{head}unrecognized arguments: " + "; ".join(p for p in (shown, more) if p)
+    message = re.sub(r"invalid choice: '(?:[^'\\]|\\.)*'", "invalid choice (not shown)",
+                     message)
+    # "argument --x: expected one argument" and the like quote no value; anything else
+    # argparse might quote is elided.
+    return re.sub(r"(invalid \w+ value): '(?:[^'\\]|\\.)*'", r"\1 (not shown)", message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agentos-secrets check",
         description="Find before a deploy what would break it or its next rotation: "
         "the environment and secret files, the manifests, and fingerprints across nodes. "
@@ -136,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         findings, inputs, loaded, profile = _run(args)
         findings = apply(findings, parse_ignores(args.ignore), loaded)
     except InputError as exc:
-        print(f"agentos-secrets check: error: {exc}", file=sys.stderr)
+        from .report import one_line
+
+        print(f"agentos-secrets check: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_UNUSABLE
     from .. import __version__
 
@@ -147,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(args.output, "w", encoding="utf-8") as handle:
                 handle.write(text)
         except OSError as exc:
-            print(f"agentos-secrets check: error: --output {args.output}: {exc.strerror}",
-                  file=sys.stderr)
+            print(f"agentos-secrets check: error: --output {shown_argument(args.output)}: "
+                  f"{exc.strerror}", file=sys.stderr)
             return EXIT_UNUSABLE
     else:
         sys.stdout.write(text)

@@ -101,15 +101,21 @@ _RULE_LIST: tuple[Rule, ...] = (
          "AGENTOS_SIGNING_KEY is neither a usable private key (RSA >= 2048 bits, EC P-256 "
          "or better, Ed25519/Ed448) nor at least 32 bytes of key material.",
          "Generate a key: openssl genpkey -algorithm ed25519, or openssl rand -base64 32."),
+    Rule("AS116", "setting-not-understood", _E,
+         "A boolean setting (AGENTOS_METRICS_REQUIRE_AUTH, AGENTOS_ALLOW_DEV_HEADERS, "
+         "AGENTOS_SIDECAR_SEND_FINGERPRINT) is not a boolean word, or AGENTOS_PROFILE is "
+         "not prod, demo or dev: the components fail closed or run as dev, never as meant.",
+         "Write 1/true/yes/on or 0/false/no/off (AGENTOS_PROFILE: prod, demo or dev)."),
     Rule("AS120", "prod-default-tenant", _E,
          "AGENTOS_DEFAULT_TENANT is set in prod: the platform refuses to start.",
          "Unset AGENTOS_DEFAULT_TENANT in prod; callers must name their tenant.", _PROD),
     Rule("AS121", "prod-dev-headers", _E,
-         "AGENTOS_ALLOW_DEV_HEADERS=1 in prod: the platform refuses to start.",
+         "AGENTOS_ALLOW_DEV_HEADERS reads as on (1, true, yes, on) in prod: the platform "
+         "refuses to start on 1, and any true word means dev headers were meant to be on.",
          "Unset AGENTOS_ALLOW_DEV_HEADERS (or set it to 0) in prod.", _PROD),
     Rule("AS122", "prod-metrics-auth", _E,
          "AGENTOS_METRICS_REQUIRE_AUTH is not exactly 1 in prod: the platform refuses to "
-         "start.",
+         "start (the sidecar reads true/yes/on as on too, but the platform wants 1).",
          'Set AGENTOS_METRICS_REQUIRE_AUTH="1".', _PROD),
     Rule("AS123", "prod-peers-file", _E,
          "Federation in prod without a readable AGENTOS_PEERS_FILE: the platform refuses "
@@ -159,14 +165,30 @@ _RULE_LIST: tuple[Rule, ...] = (
     Rule("AS211", "secret-immutable", _E,
          "Secret agentos-secrets is immutable: it can never be rotated in place.",
          "Drop immutable: true from the Secret (or its generator options)."),
+    Rule("AS212", "manifest-setting-not-understood", _E,
+         "A container's boolean setting or AGENTOS_PROFILE is not understood (as AS116), or "
+         "secrets-sidecar's --action, --log-format, --log-level or --send-fingerprint is "
+         "not one of its words, or a numeric flag (--debounce, --resync, --max-per-hour, "
+         "...) is not a finite number in range: the sidecar refuses to start or fails "
+         "closed.",
+         "Use one of the words listed in the message (the sidecar compares choices "
+         "exactly, e.g. signal, not Signal)."),
+    Rule("AS213", "sidecar-status-unreachable", _E,
+         "A workload mounts Secret agentos-secrets but agentos-secrets rotate cannot read "
+         "its sidecar's /status through pods/proxy: --listen is off or on loopback, its "
+         "port is not declared in the sidecar's ports, or rotate would pick another port.",
+         "Keep --listen 0.0.0.0:9095 and declare containerPort 9095 named metrics on "
+         "secrets-sidecar (as the component does)."),
     Rule("AS220", "prod-manifest-default-tenant", _E,
          "A prod container sets AGENTOS_DEFAULT_TENANT: the platform refuses to start.",
          "Remove AGENTOS_DEFAULT_TENANT from prod overlays.", _PROD),
     Rule("AS221", "prod-manifest-dev-headers", _E,
-         "A prod container sets AGENTOS_ALLOW_DEV_HEADERS=1: the platform refuses to start.",
+         "A prod container sets AGENTOS_ALLOW_DEV_HEADERS to a true word (1, true, yes, on): "
+         "the platform refuses to start on 1.",
          "Remove AGENTOS_ALLOW_DEV_HEADERS from prod overlays.", _PROD),
     Rule("AS222", "prod-manifest-metrics-auth", _E,
-         "A prod container lacks AGENTOS_METRICS_REQUIRE_AUTH exactly 1.",
+         "A prod container lacks AGENTOS_METRICS_REQUIRE_AUTH exactly 1 (true is on for "
+         "the sidecar, but the platform wants 1).",
          'Set AGENTOS_METRICS_REQUIRE_AUTH: "1" on the container.', _PROD),
     Rule("AS223", "prod-manifest-peers-file", _E,
          "A prod federation container's AGENTOS_PEERS_FILE is unset or not inside a "

@@ -12,9 +12,18 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
+
+from .errors import InputError
+from .reading import (
+    MAX_ENV_FILE_BYTES,
+    MAX_MANIFEST_BYTES,
+    read_file,
+    read_stdin,
+    shown_argument,
+)
+from .shapes import describe
 
 __all__ = [
     "Environment",
@@ -27,13 +36,6 @@ __all__ = [
     "normalize_profile",
     "parse_yaml_stream",
 ]
-
-_ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)\Z")
-
-
-class InputError(Exception):
-    """The inputs cannot be evaluated (exit code 2)."""
-
 
 def normalize_profile(value: str | None) -> str:
     """The platform's rule: trimmed and lower-cased; ``prod`` is prod, all else dev.
@@ -59,37 +61,9 @@ class Environment(NamedTuple):
         return any(k.startswith("AGENTOS_") for k in self.variables)
 
 
-def _unquote(raw: str, where: str) -> str:
-    value = raw.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    if value[:1] in ("'", '"'):
-        raise InputError(f"{where}: unterminated quote")
-    # An unquoted value ends at an inline comment introduced by " #".
-    return re.split(r"\s+#", value, maxsplit=1)[0].strip()
-
-
-def _read_text(path: str, option: str) -> str:
-    """The UTF-8 text of an input file; an InputError naming the option and path.
-
-    Raised outside the ``except`` blocks: a UnicodeDecodeError holds the whole content
-    (``.object``), secrets included, and must not travel along as ``__context__``.
-    """
-    failure: str
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        failure = "no such file or directory"
-    except OSError as exc:
-        failure = f"cannot read ({exc.strerror})"
-    except UnicodeDecodeError:
-        failure = "is not UTF-8"
-    raise InputError(f"{option} {path}: {failure}")
-
-
 def load_env_file(path: str) -> dict[str, str]:
-    """Parse a dotenv-style file: ``KEY=value`` lines, ``export``, quotes, ``#`` comments.
+    """Parse a dotenv file with python-dotenv's parser (``export``, quotes, escapes,
+    comments, a byte-order mark, multi-line quoted values), without interpolation.
 
     Errors name the file and line number; the line itself is never quoted.
     """
@@ -97,22 +71,60 @@ def load_env_file(path: str) -> dict[str, str]:
 
 
 def _parse_env_file(path: str) -> tuple[dict[str, str], dict[str, int]]:
-    """The variables of an env file and the line each was (last) set on."""
-    text = _read_text(path, "--env-file")
-    lines = text.splitlines()
+    """The variables of an env file and the line each was (last) set on.
+
+    A bare ``KEY`` (no ``=``) sets nothing, as for python-dotenv's ``load_dotenv``.
+    dotenv's ``Binding`` objects hold values: they never leave this function, and a
+    parse failure is reported by line number only.
+    """
+    import io
+
+    from dotenv.parser import parse_stream
+
+    text = read_file(path, "--env-file", MAX_ENV_FILE_BYTES)
+    where = f"--env-file {shown_argument(path)}"
+    long_blanks = _LONG_BLANKS.search(text)
+    if long_blanks is not None:
+        # dotenv strips an inline comment with a regular expression that is quadratic in
+        # a run of blanks (20,000 spaces: 1.7 s; a 1 MiB file of them: over an hour).
+        number = text.count("\n", 0, long_blanks.start()) + 1
+        raise InputError(f"{where} line {number}: a run of more than {MAX_BLANK_RUN} "
+                         "spaces or tabs (refused: no env file needs one)")
     result: dict[str, str] = {}
     numbers: dict[str, int] = {}
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        match = _ENV_LINE.match(text)
-        where = f"--env-file {path} line {number}"
-        if match is None:
-            raise InputError(f"{where}: not a KEY=value line")
-        result[match.group(1)] = _unquote(match.group(2), where)
-        numbers[match.group(1)] = number
+    failure: str | None = None
+    try:
+        for binding in parse_stream(io.StringIO(text)):
+            original = binding.original.string
+            # The mark sits before the blank lines and indentation preceding the binding.
+            skipped = original[: len(original) - len(original.lstrip())]
+            number = binding.original.line + len(re.findall(r"\r\n|\n|\r", skipped))
+            if binding.error:
+                failure = f"line {number}: {_syntax_problem(original.strip())}"
+                break
+            if binding.key is None or binding.value is None:
+                continue
+            result[binding.key] = binding.value
+            numbers[binding.key] = number
+    except Exception:  # noqa: BLE001 - whatever dotenv raises, its text may hold a value
+        failure = "cannot be parsed as a dotenv file"
+    if failure is not None:
+        raise InputError(f"{where} {failure}" if failure.startswith("line")
+                         else f"{where}: {failure}")
     return result, numbers
+
+
+#: The longest run of blanks (dotenv's ``[^\S\r\n]``) an env-file line may hold.
+MAX_BLANK_RUN = 256
+_LONG_BLANKS = re.compile(rf"[^\S\r\n]{{{MAX_BLANK_RUN + 1}}}")
+
+
+def _syntax_problem(line: str) -> str:
+    """What is wrong with a line dotenv refused, described without quoting it."""
+    _key, sep, rest = line.partition("=")
+    if sep and rest.lstrip()[:1] in ("'", '"'):
+        return "unterminated quote (or text after the closing quote)"
+    return "not a KEY=value line"
 
 
 def load_environment(env_file: str | None, profile: str | None) -> Environment:
@@ -125,11 +137,14 @@ def load_environment(env_file: str | None, profile: str | None) -> Environment:
     if env_file is not None:
         variables, numbers = _parse_env_file(env_file)
         if not variables:
-            raise InputError(f"--env-file {env_file}: no variables (nothing to check)")
+            raise InputError(
+                f"--env-file {shown_argument(env_file)}: no variables (nothing to check)"
+            )
         if not any(k.startswith("AGENTOS_") for k in variables):
             # As for this process's environment: the wrong file must not pass (exit 0).
             raise InputError(
-                f"--env-file {env_file}: no AGENTOS_* variable (nothing to check)"
+                f"--env-file {shown_argument(env_file)}: no AGENTOS_* variable "
+                "(nothing to check)"
             )
     else:
         variables = dict(os.environ)
@@ -180,30 +195,67 @@ class K8sObject(NamedTuple):
         return "/".join(parts)
 
 
-class Manifests(NamedTuple):
-    """The objects of one manifests input and the path (or ``-``) they came from."""
+#: Objects of one input after ``kind: List`` is flattened; more is refused.
+MAX_OBJECTS = 10_000
 
-    source: str
-    objects: tuple[K8sObject, ...] = ()
+
+class Manifests:
+    """The objects of one manifests input and the path (or ``-``) they came from.
+
+    Lookups by kind, name and namespace go through an index built once, so that rules
+    asking per container (ConfigMaps, Secrets, ServiceAccounts) stay linear in the input.
+    """
+
+    __slots__ = ("_index", "objects", "source")
+
+    def __init__(self, source: str, objects: tuple[K8sObject, ...] = ()) -> None:
+        self.source = source
+        self.objects = tuple(objects)
+        self._index: dict[tuple[str, str, str | None], K8sObject] | None = None
+
+    def __repr__(self) -> str:
+        return f"Manifests({self.source!r}, {len(self.objects)} objects)"
 
     def of_kind(self, *kinds: str) -> Iterator[K8sObject]:
         return (o for o in self.objects if o.kind in kinds)
 
+    def find(self, kind: str, name: str, namespace: str | None) -> K8sObject | None:
+        """The first object of ``kind`` named ``name`` in ``namespace`` (None: none)."""
+        if self._index is None:
+            index: dict[tuple[str, str, str | None], K8sObject] = {}
+            for o in self.objects:
+                index.setdefault((o.kind, o.name, o.namespace), o)
+            self._index = index
+        return self._index.get((kind, name, namespace))
+
 
 def _flatten(doc: Any, where: str, line: int | None) -> Iterator[K8sObject]:
-    if doc is None:
-        return
-    if not isinstance(doc, Mapping):
-        raise InputError(f"{where}: a document is not a mapping (a Kubernetes object)")
-    if doc.get("kind") == "List" or (
-        isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") and "items" in doc
-    ):
-        for item in doc.get("items") or ():
-            yield from _flatten(item, where, line)
-        return
-    if not isinstance(doc.get("kind"), str) or not doc.get("kind"):
-        raise InputError(f"{where}: an object has no kind")
-    yield K8sObject(doc, line)
+    """The objects of one document; ``kind: List`` (and ``*List`` with items) flattened.
+
+    Iterative: the nesting of lists is bounded by the YAML depth limit anyway.
+    """
+    pending: list[Any] = [doc]
+    while pending:
+        item = pending.pop()
+        if item is None:
+            continue
+        at = f"{where}" + (f" (document at line {line})" if line else "")
+        if not isinstance(item, Mapping):
+            raise InputError(f"{at}: a document or List item is not a mapping "
+                             "(a Kubernetes object)")
+        kind = item.get("kind")
+        if not isinstance(kind, str) or not kind:
+            raise InputError(f"{at}: an object has no kind (or its kind is not a string)")
+        if kind == "List" or (kind.endswith("List") and "items" in item):
+            items = item.get("items")
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                raise InputError(f"{at}: a {kind}'s items is {describe(items)}, "
+                                 "expected a list")
+            pending.extend(reversed(items))
+            continue
+        yield K8sObject(item, line)
 
 
 def _document_lines(text: str) -> list[int]:
@@ -230,40 +282,39 @@ def parse_yaml_stream(
 ) -> tuple[K8sObject, ...]:
     """Parse a multi-document YAML stream into objects (``kind: List`` is flattened).
 
+    Bounded (see :mod:`.yamlsafe`), and every field a rule reads is type-checked here,
+    once (see :mod:`.shapes`): a wrong type is an InputError naming object and field.
     ``track_lines`` records each object's first line (for a file the user edits).
     """
-    import yaml
+    from .shapes import check_object
+    from .yamlsafe import load_documents
 
-    # libyaml's loader when pyyaml was built with it (about 5x faster), same safe subset.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    failure: str | None = None
-    try:
-        docs = list(yaml.load_all(text, Loader=loader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        failure = f"{pos}: {exc.problem or exc.context or 'syntax error'}"
-    except yaml.YAMLError as exc:
-        failure = f" ({type(exc).__name__})"
-    if failure is not None:
-        # Raised outside the except block: pyyaml's error (its mark's buffer) holds the
-        # text, Secret values included, and must not travel along as __context__.
-        raise InputError(f"{where}: invalid YAML{failure}")
+    docs = load_documents(text, where)
     starts: list[int | None] = list(_document_lines(text)) if track_lines else []
     if len(starts) != len(docs):
         starts = [None] * len(docs)
     objects: list[K8sObject] = []
     for doc, line in zip(docs, starts, strict=True):
-        objects.extend(_flatten(doc, where, line))
+        for obj in _flatten(doc, where, line):
+            objects.append(obj)
+            if len(objects) > MAX_OBJECTS:
+                raise InputError(f"{where}: more than {MAX_OBJECTS} Kubernetes objects")
+    for obj in objects:
+        check_object(obj.body, where, obj.line)
     return tuple(objects)
 
 
 def load_manifests(
     spec: str, *, kubectl: str | None = None, stdin_text: str | None = None
 ) -> Manifests:
-    """Load ``--manifests``: a kustomization directory, a YAML file, or ``-`` (stdin)."""
+    """Load ``--manifests``: a kustomization directory, a YAML file, or ``-`` (stdin).
+
+    Every form is bounded in size (:data:`~.reading.MAX_MANIFEST_BYTES`) and time.
+    """
+    is_file = False
     if spec == "-":
-        text = sys.stdin.read() if stdin_text is None else stdin_text
+        text = (read_stdin("--manifests", MAX_MANIFEST_BYTES) if stdin_text is None
+                else stdin_text)
         where = "<stdin>"
     elif os.path.isdir(spec):
         if not any(
@@ -276,9 +327,9 @@ def load_manifests(
         text = render(spec, find_kubectl(kubectl or os.environ.get(KUBECTL_ENV)))
         where = spec
     else:
-        text = _read_text(spec, "--manifests")
+        text = read_file(spec, "--manifests", MAX_MANIFEST_BYTES)
         where = spec
-    is_file = spec != "-" and not os.path.isdir(spec)
+        is_file = True
     objects = parse_yaml_stream(text, where, track_lines=is_file)
     if not objects:
         raise InputError(f"--manifests {where}: no Kubernetes objects (nothing to check)")

@@ -5,6 +5,10 @@ where each container mounts them, what a container's environment resolves to, wh
 action the sidecar runs, and whether RBAC in the stream grants a verb. Field paths are
 written ``spec.template.spec.containers[NAME].volumeMounts[VOL]`` so that a finding
 points at the object and the field a human has to edit.
+
+Every field read here has had its type checked once, when the objects were loaded
+(:mod:`.shapes`, which lists them): a wrong type never reaches this module. ``_map`` and
+``_seq`` only turn an absent or ``null`` field into an empty one.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "secret_values",
     "sidecar_action",
     "sidecar_flag",
+    "sidecar_flag_source",
 ]
 
 AGENTOS_SECRET = "agentos-secrets"  # noqa: S105 - the Secret object's name, not a value
@@ -148,6 +153,12 @@ class Workload:
     def agentos_volumes(self) -> set[str]:
         return {n for n, sv in self.secret_volumes.items() if is_agentos_secret(sv.secret)}
 
+    def agentos_secret_volumes(self) -> set[str]:
+        """The volumes fed by Secret agentos-secrets itself (``secret`` or ``projected``,
+        not a CSI SecretProviderClass of that name): what ``rotate`` rotates."""
+        return {n for n, sv in self.secret_volumes.items()
+                if sv.kind == "Secret" and is_agentos_secret(sv.secret)}
+
     def mount_for(self, container: Container, path: str) -> Mapping[str, Any] | None:
         """The mount of ``container`` whose mountPath holds ``path`` (longest match).
 
@@ -181,15 +192,10 @@ def secret_values(obj: K8sObject) -> dict[str, bytes | None]:
 
 def _provider_objects(obj: K8sObject) -> set[str] | None:
     """The file names a SecretProviderClass writes: each object's alias or name."""
-    import yaml
-
     raw = _map(_map(obj.body.get("spec")).get("parameters")).get("objects")
-    try:
-        parsed = yaml.safe_load(str(raw)) if raw else None
-    except yaml.YAMLError:
-        return None
+    parsed = _yaml_value(raw, obj) if raw else None
     if isinstance(parsed, Mapping) and "array" in parsed:  # the Azure provider's wrapping
-        parsed = [yaml.safe_load(str(x)) for x in _seq(parsed["array"])]
+        parsed = [_yaml_value(x, obj) for x in _seq(parsed["array"])]
     names = {
         str(_map(o).get("objectAlias") or _map(o).get("objectName"))
         for o in _seq(parsed)
@@ -198,24 +204,39 @@ def _provider_objects(obj: K8sObject) -> set[str] | None:
     return names or None
 
 
+def _yaml_value(raw: object, obj: K8sObject) -> Any:
+    """A YAML string embedded in a field, parsed with the same bounds as the stream;
+    None when it is not one document of valid YAML (its format is the provider's)."""
+    from .errors import InputError
+    from .yamlsafe import load_documents
+
+    if not isinstance(raw, str):
+        return None
+    try:
+        docs = load_documents(raw, f"{obj.ref} spec.parameters.objects")
+    except InputError:
+        return None
+    return docs[0] if len(docs) == 1 else None
+
+
 def secret_keys(
     manifests: Manifests, volume: SecretVolume, namespace: str | None
 ) -> set[str] | None:
     """The keys of the volume's Secret when the stream declares them; None when external."""
-    for obj in manifests.of_kind(volume.kind):
-        if obj.name == volume.secret and obj.namespace == namespace:
-            if volume.kind == "SecretProviderClass":
-                return _provider_objects(obj)
-            return set(_map(obj.body.get("data"))) | set(_map(obj.body.get("stringData")))
-    return None
+    obj = manifests.find(volume.kind, volume.secret, namespace)
+    if obj is None:
+        return None
+    if volume.kind == "SecretProviderClass":
+        return _provider_objects(obj)
+    return set(_map(obj.body.get("data"))) | set(_map(obj.body.get("stringData")))
 
 
 def configmap(manifests: Manifests, name: str, namespace: str | None) -> Mapping[str, Any] | None:
     """A ConfigMap's data (and binaryData) when the stream holds it; None otherwise."""
-    for obj in manifests.of_kind("ConfigMap"):
-        if obj.name == name and obj.namespace == namespace:
-            return {**_map(obj.body.get("data")), **_map(obj.body.get("binaryData"))}
-    return None
+    obj = manifests.find("ConfigMap", name, namespace)
+    if obj is None:
+        return None
+    return {**_map(obj.body.get("data")), **_map(obj.body.get("binaryData"))}
 
 
 def container_env(
@@ -246,24 +267,39 @@ def container_env(
     return env
 
 
-def sidecar_flag(container: Container, env: Mapping[str, str | None], flag: str) -> str | None:
-    """A sidecar flag's value as the sidecar resolves it (docs/contracts.md).
+def sidecar_flag_source(
+    container: Container, env: Mapping[str, str | None], flag: str
+) -> tuple[str | None, bool]:
+    """A sidecar flag's raw value as the sidecar resolves it, and whether it came from the
+    environment (docs/contracts.md).
 
     ``--flag VALUE`` or ``--flag=VALUE`` on the command line wins over the environment
-    variable ``AGENTOS_SIDECAR_FLAG``; None when neither is set (or not knowable here).
+    variable ``AGENTOS_SIDECAR_FLAG``; ``(None, False)`` when neither is set (or the
+    variable comes from a source not knowable here).
     """
     args = container.args()
     for i, arg in enumerate(args):
         if arg == f"--{flag}" and i + 1 < len(args):
-            return args[i + 1]
+            return args[i + 1], False
         if arg.startswith(f"--{flag}="):
-            return arg.split("=", 1)[1]
-    return env.get("AGENTOS_SIDECAR_" + flag.upper().replace("-", "_"))
+            return arg.split("=", 1)[1], False
+    value = env.get("AGENTOS_SIDECAR_" + flag.upper().replace("-", "_"))
+    return value, value is not None
+
+
+def sidecar_flag(container: Container, env: Mapping[str, str | None], flag: str) -> str | None:
+    """A sidecar flag's value as the sidecar resolves it (see :func:`sidecar_flag_source`);
+    an environment value is trimmed, as the sidecar trims it, and blank means unset."""
+    value, from_env = sidecar_flag_source(container, env, flag)
+    if from_env and value is not None:
+        value = value.strip() or None
+    return value
 
 
 def sidecar_action(container: Container, env: Mapping[str, str | None]) -> str:
-    """The sidecar's ``--action`` (default ``http``), lower-cased."""
-    return (sidecar_flag(container, env, "action") or "http").strip().lower()
+    """The sidecar's ``--action`` exactly as the sidecar takes it (default ``http``); a
+    word it does not know is reported by AS212 and matches no action here."""
+    return sidecar_flag(container, env, "action") or "http"
 
 
 def _rule_verbs(rule: Mapping[str, Any], group: str, resource: str, name: str) -> set[str]:

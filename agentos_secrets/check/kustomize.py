@@ -13,12 +13,13 @@ redacted from the message, and quoted text is elided as well.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .inputs import InputError
+from ..errors import SecretError
+from .errors import InputError
+from .reading import shown_argument
 
 __all__ = ["KUBECTL_ENV", "find_kubectl", "render"]
 
@@ -26,6 +27,16 @@ KUBECTL_ENV = "AGENTOS_SECRETS_KUBECTL"
 RENDER_TIMEOUT = 120
 _KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _MAX_INPUT_BYTES = 1 << 20
+_MAX_STDERR_BYTES = 64 << 10
+#: Redaction bounds: the error line, and what the generators may hold.
+_MAX_LINE = 4096
+_MAX_GENERATOR_BYTES = 8 << 20
+_MAX_GENERATOR_VALUES = 100_000
+_MAX_KUSTOMIZATIONS = 200
+
+
+class _TooMuch(Exception):
+    """The generators hold more than redaction may read."""
 _REDACTED = "<redacted>"
 
 
@@ -37,7 +48,7 @@ def find_kubectl(explicit: str | None = None) -> str:
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return explicit
-        raise InputError(f"{KUBECTL_ENV}: {explicit} is not an executable file")
+        raise InputError(f"{KUBECTL_ENV}: {shown_argument(explicit)} is not an executable file")
     exe = "kubectl.exe" if os.name == "nt" else "kubectl"
     for directory in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
         candidate = os.path.join(directory, exe)
@@ -54,60 +65,176 @@ def find_kubectl(explicit: str | None = None) -> str:
 
 
 def render(directory: str, kubectl: str) -> str:
-    """``kubectl kustomize DIRECTORY``; a failure is an InputError with a redacted reason."""
-    import subprocess
+    """``kubectl kustomize DIRECTORY``; a failure is an InputError with a redacted reason.
 
-    failure: str | None = None
-    try:
-        proc = subprocess.run(
-            [kubectl, "kustomize", directory],
-            capture_output=True,
-            text=True,
-            timeout=RENDER_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        failure = f"--manifests {directory}: kubectl kustomize did not finish in {RENDER_TIMEOUT} s"
-    except OSError as exc:
-        failure = f"{kubectl}: cannot run ({exc.strerror})"
-    if failure is not None:
-        # Raised outside the except block: TimeoutExpired holds the partial render
-        # (Secret data included) and must not travel along as __context__.
-        raise InputError(failure)
-    if proc.returncode != 0:
+    Bounded like every other input: the render may print at most
+    :data:`~.reading.MAX_MANIFEST_BYTES` and must finish in :data:`RENDER_TIMEOUT`
+    seconds; either way kubectl is killed and nothing it printed is kept.
+    """
+    from .reading import MAX_MANIFEST_BYTES, decode
+
+    outcome = _run_bounded([kubectl, "kustomize", directory], MAX_MANIFEST_BYTES)
+    if isinstance(outcome, str):
+        reason = {
+            "timeout": f"kubectl kustomize did not finish in {RENDER_TIMEOUT} s",
+            "too-large": f"kubectl kustomize printed more than {MAX_MANIFEST_BYTES} bytes",
+        }.get(outcome)
+        raise InputError(f"--manifests {directory}: {reason}" if reason
+                         else f"{shown_argument(kubectl)}: cannot run ({outcome})")
+    returncode, stdout, stderr = outcome
+    if returncode != 0:
         raise InputError(
-            f"--manifests {directory}: kubectl kustomize failed (exit {proc.returncode}): "
-            + redact(proc.stderr, directory)
+            f"--manifests {directory}: kubectl kustomize failed (exit {returncode}): "
+            + redact(stderr.decode("utf-8", "replace"), directory)
         )
-    return proc.stdout
+    return decode(stdout, f"--manifests {directory} (kubectl kustomize output)")
+
+
+def _run_bounded(argv: list[str], max_stdout: int) -> tuple[int, bytes, bytes] | str:
+    """Run ``argv``; its exit code, stdout and the first 64 KiB of stderr, or why not
+    (``"timeout"``, ``"too-large"``, or the strerror of a failed start).
+
+    Both pipes are drained together (a child blocked on a full stderr pipe would never
+    finish its stdout), and the child is killed as soon as a bound is crossed.
+    """
+    import selectors
+    import subprocess
+    import time
+
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    deadline = time.monotonic() + RENDER_TIMEOUT
+    out: list[bytes] = []
+    err: list[bytes] = []
+    sizes = {"out": 0, "err": 0}
+    failure: str | None = None
+    assert proc.stdout is not None and proc.stderr is not None
+    with proc, selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ, "out")
+        selector.register(proc.stderr, selectors.EVENT_READ, "err")
+        while selector.get_map() and failure is None:
+            left = deadline - time.monotonic()
+            ready = selector.select(left) if left > 0 else []
+            if not ready:
+                failure = "timeout"
+                break
+            for key, _ in ready:
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                sizes[key.data] += len(chunk)
+                if key.data == "out":
+                    out.append(chunk)
+                    if sizes["out"] > max_stdout:
+                        failure = "too-large"
+                elif sizes["err"] <= _MAX_STDERR_BYTES:
+                    err.append(chunk)
+        if failure is not None:
+            proc.kill()
+            out.clear()  # the partial render may hold Secret data: keep none of it
+        try:
+            returncode = proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            returncode = proc.wait()
+            failure = failure or "timeout"
+    if failure is not None:
+        return failure
+    return returncode, b"".join(out), b"".join(err)[:_MAX_STDERR_BYTES]
 
 
 def redact(stderr: str, directory: str) -> str:
-    """Kustomize's last error line without any generator value or quoted text."""
+    """Kustomize's last error line without any generator value or quoted text.
+
+    Bounded: a line longer than :data:`_MAX_LINE`, or generators holding more than
+    :data:`_MAX_GENERATOR_BYTES` / :data:`_MAX_GENERATOR_VALUES`, withhold the message
+    instead (it cannot be redacted in reasonable time, and must not be shown unredacted).
+    """
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     text = lines[-1] if lines else "no error message"
-    for value in sorted(_generator_values(directory), key=len, reverse=True):
+    if len(text) > _MAX_LINE:
+        return _WITHHELD
+    try:
+        values = _generator_values(directory)
+    except _TooMuch:
+        return _WITHHELD
+    for value in sorted(values, key=len, reverse=True):
         text = text.replace(value, _REDACTED)
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '"…"', text)
-    text = re.sub(r"'[^']*'", "'…'", text)
-    return text[:400]
+    return _elide_quotes(text)[:400]
+
+
+_WITHHELD = ("(kustomize's message withheld: its inputs are too large to redact it "
+             "safely; run kubectl kustomize yourself)")
+
+
+def _elide_quotes(text: str) -> str:
+    """Every quoted part of ``text`` (double quotes with backslash escapes, single
+    quotes), unterminated ones included, replaced by ``"…"``/``'…'``; in linear time.
+
+    (The regular expression this replaces rescanned to the end from every quote that
+    did not close, quadratic on a line of escaped quotes.)
+    """
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char not in "\"'":
+            out.append(char)
+            i += 1
+            continue
+        j = i + 1
+        while j < n and text[j] != char:
+            j += 2 if char == '"' and text[j] == "\\" else 1
+        out.append(f"{char}…{char}")
+        i = j + 1
+    return "".join(out)
 
 
 def _read(path: str) -> str:
+    """A file the kustomization names, for redaction only, read with the bounded reader
+    (a FIFO or ``/dev/zero`` named as a generator source must not hang the check).
+
+    A file that does not exist or may not be read holds nothing kustomize could quote;
+    one too large to read whole might, so it withholds the message (:class:`_TooMuch`).
+    """
+    from ..errors import (
+        SecretFileNotFoundError,
+        SecretFilePermissionError,
+        SecretFileTooLargeError,
+        SecretPathError,
+    )
+    from ..files import read_bounded
+
+    too_large = False
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(_MAX_INPUT_BYTES)
-    except OSError:
+        data = read_bounded(os.path.abspath(path), what="kustomization input",
+                            max_bytes=_MAX_INPUT_BYTES)
+    except (SecretFileNotFoundError, SecretFilePermissionError, SecretPathError):
         return ""
+    except SecretFileTooLargeError:
+        too_large = True
+    except SecretError:
+        return ""  # a directory, FIFO or device: kustomize reads no value from it either
+    if too_large:
+        raise _TooMuch
+    return data.decode("utf-8", "replace")
 
 
 def _kustomizations(directory: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each kustomization reachable from ``directory`` (resources, components, bases)."""
-    import yaml
+    from .yamlsafe import load_documents
 
     seen: set[str] = set()
     pending = [os.path.realpath(directory)]
-    while pending and len(seen) < 200:
+    read = 0
+    while pending:
+        if len(seen) >= _MAX_KUSTOMIZATIONS or len(pending) > _MAX_GENERATOR_VALUES:
+            raise _TooMuch
         current = pending.pop()
         if current in seen or not os.path.isdir(current):
             continue
@@ -115,43 +242,67 @@ def _kustomizations(directory: str) -> Iterator[tuple[str, dict[str, Any]]]:
         for name in _KUSTOMIZATION_NAMES:
             path = os.path.join(current, name)
             if os.path.isfile(path):
+                text = _read(path)
+                read += len(text)
+                if read > _MAX_GENERATOR_BYTES:
+                    raise _TooMuch
                 try:
-                    doc = yaml.safe_load(_read(path))
-                except yaml.YAMLError:
-                    doc = None
+                    docs = load_documents(text, path)
+                except InputError:
+                    docs = []
+                doc = docs[0] if len(docs) == 1 else None
                 if isinstance(doc, dict):
                     yield current, doc
                     for key in ("resources", "components", "bases"):
-                        for ref in doc.get(key) or []:
+                        for ref in _list(doc.get(key)):
                             if isinstance(ref, str) and "://" not in ref:
                                 pending.append(os.path.realpath(os.path.join(current, ref)))
                 break
 
 
+def _list(value: object) -> list[Any]:
+    """A kustomization field as a list: kustomize has already refused a wrong type (this
+    runs only to redact its message), so a string counts as one entry and anything else
+    as none, instead of a traceback."""
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, str) and value else []
+
+
 def _generator_values(directory: str) -> set[str]:
     """Every string a secretGenerator / configMapGenerator could have taken as a value."""
     values: set[str] = set()
+    budget = [_MAX_GENERATOR_BYTES]
 
     def add(text: str) -> None:
         for part in (text, *text.split("=", 1)[1:]):
             part = part.strip()
             if len(part) >= 4:
                 values.add(part)
+        if len(values) > _MAX_GENERATOR_VALUES:
+            raise _TooMuch
+
+    def read(path: str) -> str:
+        content = _read(path)
+        budget[0] -= len(content)
+        if budget[0] < 0:
+            raise _TooMuch
+        return content
 
     for base, doc in _kustomizations(directory):
         for key in ("secretGenerator", "configMapGenerator"):
-            for gen in doc.get(key) or []:
+            for gen in _list(doc.get(key)):
                 if not isinstance(gen, dict):
                     continue
-                for literal in gen.get("literals") or []:
+                for literal in _list(gen.get("literals")):
                     add(str(literal))
-                env_files = list(gen.get("envs") or []) + ([gen["env"]] if gen.get("env") else [])
+                env_files = _list(gen.get("envs")) + _list(gen.get("env"))
                 for env_file in env_files:
-                    for line in _read(os.path.join(base, str(env_file))).splitlines():
+                    for line in read(os.path.join(base, str(env_file))).splitlines():
                         add(line)
-                for source in gen.get("files") or []:
+                for source in _list(gen.get("files")):
                     path = str(source).split("=", 1)[-1]
-                    content = _read(os.path.join(base, path))
+                    content = read(os.path.join(base, path))
                     add(content)
                     for line in content.splitlines():
                         add(line)

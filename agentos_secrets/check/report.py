@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from .findings import RULES, Finding, Severity
 
-__all__ = ["DOCS_URI", "Report", "render"]
+__all__ = ["DOCS_URI", "Report", "one_line", "render"]
 
 DOCS_URI = "https://github.com/nexixai/agentos-secrets/blob/main/docs/rules.md"
 SCHEMA_ID = "agentos-secrets/check-report/v1"
@@ -51,8 +51,20 @@ class Report(NamedTuple):
 # -- text ------------------------------------------------------------------------------------
 
 
+#: Control characters and line/paragraph separators: a name in a manifest could otherwise
+#: start a new line of the report ("0 error(s) ... passed") or drive the CI terminal.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
+    c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029, *range(0x80, 0xA0))
+}
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line, every control character escaped (JSON escapes them itself)."""
+    return text.translate(_CONTROL)
+
+
 def _text(report: Report) -> str:
-    inputs = ", ".join(f"{kind} {source}" for kind, source in report.inputs)
+    inputs = one_line(", ".join(f"{kind} {source}" for kind, source in report.inputs))
     lines = [
         f"agentos-secrets check: profile {report.profile}, fail on {report.fail_on.value}",
         f"checked: {inputs}",
@@ -61,10 +73,10 @@ def _text(report: Report) -> str:
     for f in report.ordered():
         label = "SUPPRESSED" if f.suppressed is not None else f.severity.value.upper()
         lines.append(f"{label:<8} {f.rule.id} {f.rule.name}")
-        lines.append(f"  at:   {f.where()}")
-        lines.append(f"  what: {f.message}")
+        lines.append(f"  at:   {one_line(f.where())}")
+        lines.append(f"  what: {one_line(f.message)}")
         if f.suppressed is not None:
-            lines.append(f"  why suppressed: {f.suppressed}")
+            lines.append(f"  why suppressed: {one_line(f.suppressed)}")
         else:
             lines.append(f"  fix:  {f.fix}")
         lines.append("")

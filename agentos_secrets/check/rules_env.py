@@ -9,14 +9,13 @@ check must name an ambiguity the service would only warn about.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterator
 
 from ..errors import SecretError
+from ..files import shown_path
 from ..loader import Loader
 from ..secret import Secret
-from . import quality
+from . import quality, switches
 from .findings import Finding, rule
 from .inputs import Environment
 
@@ -82,7 +81,7 @@ def _template(name: str, secret: Secret, env: Environment, src: str | None) -> F
     The rule and message are filled in by ``_judge_value``.
     """
     if _source(secret) == "file":
-        path = env.variables.get(f"{name}_FILE", "").strip()
+        path = shown_path(env.variables.get(f"{name}_FILE", "").strip())
         return Finding(rule("AS110"), "", variable=f"{name}_FILE", path=path, source=src)
     return Finding(rule("AS110"), "", variable=name, source=src)
 
@@ -107,18 +106,57 @@ def _judge_value(name: str, secret: Secret, prod: bool, where: Finding) -> Itera
         yield where._replace(rule=rule(problem[0]), message=f"{name} {problem[1]}")
 
 
+def metrics_auth_problem(raw: str | None) -> str:
+    """Why AGENTOS_METRICS_REQUIRE_AUTH is not exactly ``1``, and what each reader does
+    with the value: the sidecar reads it with ``parse_bool``, the platform wants ``1``."""
+    from ..booleans import BooleanSettingError, parse_bool
+
+    if raw is None:
+        return ("is unset: the sidecar leaves /metrics open and the platform refuses to "
+                "start in prod")
+    try:
+        on = parse_bool("AGENTOS_METRICS_REQUIRE_AUTH", raw, default=False)
+    except BooleanSettingError:
+        return ("is not a boolean word (the value is not shown, see AS116): the sidecar "
+                "fails closed and requires auth, the platform requires exactly 1 in prod")
+    if not raw.strip():
+        return ("is empty: the sidecar leaves /metrics open and the platform refuses to "
+                "start in prod")
+    shown = switches.bool_word(raw)
+    if on:
+        return (f"is {shown}: the sidecar reads it as on and requires auth, but the "
+                "platform requires exactly 1 in prod and refuses to start")
+    return (f"is {shown}: off for the sidecar (/metrics open) and not 1 for the "
+            "platform, which refuses to start in prod")
+
+
+def dev_headers_on(raw: str | None) -> bool:
+    """Whether AGENTOS_ALLOW_DEV_HEADERS reads as on (a true word; ``1`` is what the
+    platform refuses in prod, any other true word would turn them on for a ``parse_bool``
+    reader). An unreadable word is AS116, not this."""
+    from ..booleans import BooleanSettingError, parse_bool
+
+    try:
+        return parse_bool("AGENTOS_ALLOW_DEV_HEADERS", raw, default=False)
+    except BooleanSettingError:
+        return False
+
+
 def _prod_guards(env: Environment) -> Iterator[Finding]:
     v = env.variables
     src = env.source
     if (v.get("AGENTOS_DEFAULT_TENANT") or "").strip():
         yield Finding(rule("AS120"), "AGENTOS_DEFAULT_TENANT is set in prod",
                       variable="AGENTOS_DEFAULT_TENANT", source=src)
-    if (v.get("AGENTOS_ALLOW_DEV_HEADERS") or "").strip() == "1":
-        yield Finding(rule("AS121"), "AGENTOS_ALLOW_DEV_HEADERS is 1 in prod",
-                      variable="AGENTOS_ALLOW_DEV_HEADERS", source=src)
-    if v.get("AGENTOS_METRICS_REQUIRE_AUTH") != "1":
-        state = "unset" if "AGENTOS_METRICS_REQUIRE_AUTH" not in v else "not exactly 1"
-        yield Finding(rule("AS122"), f"AGENTOS_METRICS_REQUIRE_AUTH is {state} in prod",
+    raw_headers = v.get("AGENTOS_ALLOW_DEV_HEADERS")
+    if dev_headers_on(raw_headers):
+        yield Finding(rule("AS121"),
+                      f"AGENTOS_ALLOW_DEV_HEADERS is {switches.bool_word(raw_headers or '')}"
+                      " (on) in prod", variable="AGENTOS_ALLOW_DEV_HEADERS", source=src)
+    raw_auth = v.get("AGENTOS_METRICS_REQUIRE_AUTH")
+    if raw_auth != "1":
+        yield Finding(rule("AS122"),
+                      f"AGENTOS_METRICS_REQUIRE_AUTH {metrics_auth_problem(raw_auth)}",
                       variable="AGENTOS_METRICS_REQUIRE_AUTH", source=src)
     federation = (v.get("AGENTOS_SERVICE") or "").strip().lower() == "federation"
     peers = (v.get("AGENTOS_PEERS_FILE") or "").strip()
@@ -126,32 +164,43 @@ def _prod_guards(env: Environment) -> Iterator[Finding]:
         problem = _unreadable(peers) if peers else "is unset"
         if problem:
             yield Finding(rule("AS123"), f"AGENTOS_PEERS_FILE {problem}",
-                          variable="AGENTOS_PEERS_FILE", path=peers or None, source=src)
+                          variable="AGENTOS_PEERS_FILE",
+                          path=shown_path(peers) if peers else None, source=src)
+
+
+#: The platform's peers file is a short JSON list; anything larger is not one.
+MAX_PEERS_FILE_BYTES = 1 << 20
 
 
 def _unreadable(path: str) -> str | None:
-    """Why the peers file cannot be read, or None. Opened without blocking: a FIFO
-    would otherwise hang the check (a plain ``open()`` waits for a writer)."""
+    """Why the peers file cannot be read, or None. Read with the one bounded reader:
+    a FIFO fails at once instead of hanging the check, ``/dev/zero`` does not grow it."""
+    from ..errors import (
+        SecretFileNotFoundError,
+        SecretFileNotRegularError,
+        SecretFilePermissionError,
+        SecretFileTooLargeError,
+        SecretPathError,
+    )
+    from ..files import read_bounded
+
+    failure: str | None = None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return "names a file that does not exist"
-    except PermissionError:
-        return "names a file this process may not read"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            return "names a directory"
-        if not stat.S_ISREG(mode):
-            return "names a FIFO, socket or device, not a regular file"
-        os.read(fd, 1)
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
-    finally:
-        os.close(fd)
-    return None
+        read_bounded(path, what="AGENTOS_PEERS_FILE", max_bytes=MAX_PEERS_FILE_BYTES)
+    except SecretPathError:
+        failure = ("is not an absolute path (the value is not shown): the platform would "
+                   "resolve it against its working directory")
+    except SecretFileNotFoundError:
+        failure = "names a file that does not exist"
+    except SecretFilePermissionError:
+        failure = "names a file this process may not read"
+    except SecretFileNotRegularError:
+        failure = "names a directory, FIFO, socket or device, not a regular file"
+    except SecretFileTooLargeError:
+        failure = f"names a file larger than {MAX_PEERS_FILE_BYTES} bytes"
+    except SecretError:
+        failure = "cannot be read"
+    return failure
 
 
 def check_environment(env: Environment) -> list[Finding]:
@@ -188,6 +237,9 @@ def check_environment(env: Environment) -> list[Finding]:
                 findings.append(Finding(
                     rule("AS113"), f"{first} and {second} hold the same value",
                     variable=f"{first},{second}", source=src))
+    for problem in switches.problems(env.variables):
+        findings.append(Finding(rule("AS116"), problem.message, variable=problem.variable,
+                                source=src))
     if prod:
         findings.extend(_prod_guards(env))
     return findings

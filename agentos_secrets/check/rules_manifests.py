@@ -9,9 +9,11 @@ platform's own start-up guards are checked on each app container's resolved envi
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterator, Mapping
 
-from . import quality
+from ..files import shown_path
+from . import quality, switches
 from .findings import Finding, rule
 from .inputs import Manifests, normalize_profile
 from .k8s import (
@@ -27,8 +29,9 @@ from .k8s import (
     secret_values,
     sidecar_action,
     sidecar_flag,
+    sidecar_flag_source,
 )
-from .rules_env import SECRET_NAMES
+from .rules_env import SECRET_NAMES, dev_headers_on, metrics_auth_problem
 
 __all__ = ["check_manifests", "relevant"]
 
@@ -108,7 +111,8 @@ def _file_var_rules(
         if mount is None or sv is None or not is_agentos_secret(sv.secret):
             got = "no mounted volume" if mount is None else (
                 f"volume {mount.get('name')}, which is not Secret agentos-secrets")
-            yield c.finding("AS206", f"{var} points at {path}, inside {got}", field)
+            yield c.finding("AS206", f"{var} points at {shown_path(path)}, inside {got}",
+                            field)
             continue
         if mount.get("subPath") or mount.get("subPathExpr"):
             continue  # AS203 already says it; the key cannot be judged through a subPath
@@ -127,6 +131,57 @@ def _file_var_rules(
                             f"{sv.kind} {sv.secret} does not have", field)
 
 
+#: ``agentos-secrets rotate`` reads ``/status`` on the port this pod template annotation
+#: names, else the sidecar's port named ``metrics``, else its first port, else 9095.
+STATUS_PORT_ANNOTATION = "rotate.agentos.dev/status-port"
+DEFAULT_LISTEN_PORT = 9095
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _rotate_port(c: _Ctx, sidecar: Container) -> tuple[int, str]:
+    """The port ``rotate`` will read ``/status`` on, and where that choice comes from
+    (the same order as ``agentos_secrets.rotate``'s discovery)."""
+    override = c.w.template_annotations.get(STATUS_PORT_ANNOTATION)
+    # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+    if isinstance(override, str) and _PORT.fullmatch(override) and 0 < int(override) < 65536:
+        return int(override), f"annotation {STATUS_PORT_ANNOTATION}"
+    ports = [p for p in sidecar.body.get("ports") or [] if isinstance(p, Mapping)]
+    for port in ports:
+        if port.get("name") == "metrics" and isinstance(port.get("containerPort"), int):
+            return int(port["containerPort"]), "its port named metrics"
+    if ports and isinstance(ports[0].get("containerPort"), int):
+        return int(ports[0]["containerPort"]), "its first port"
+    return DEFAULT_LISTEN_PORT, "the default"
+
+
+def _status_problem(c: _Ctx, sidecar: Container) -> str | None:
+    """Why ``rotate`` cannot read this sidecar's ``/status`` through ``pods/proxy``."""
+    env = container_env(sidecar, c.m, c.ns)
+    raw, from_env = sidecar_flag_source(sidecar, env, "listen")
+    if from_env and raw is not None and not raw.strip():
+        raw = None  # an empty variable leaves the default
+    if raw is None and from_env is False and "AGENTOS_SIDECAR_LISTEN" in env:
+        return None  # set from a source this check cannot see
+    listen = f"0.0.0.0:{DEFAULT_LISTEN_PORT}" if raw is None else raw.strip()
+    if listen.lower() in ("", "off", "none"):
+        return "its --listen is off: nothing serves /status"
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
+        return None  # the sidecar refuses such a --listen itself, at start
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return ("it listens on loopback only; pods/proxy connects to the pod IP")
+    port = int(port_text)
+    declared = {int(p["containerPort"]) for p in sidecar.body.get("ports") or []
+                if isinstance(p, Mapping) and isinstance(p.get("containerPort"), int)}
+    if port not in declared:
+        return f"it does not declare its --listen port {port} in ports"
+    wanted, why = _rotate_port(c, sidecar)
+    if wanted != port:
+        return f"rotate reads port {wanted} ({why}) but --listen is port {port}"
+    return None
+
+
 def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
     uses_secret = bool(c.w.agentos_volumes())
     if not sidecars:
@@ -138,11 +193,16 @@ def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
         if sidecar.init and sidecar.body.get("restartPolicy") != "Always":
             yield c.finding("AS202", f"{SIDECAR_NAME} is an init container without "
                             "restartPolicy: Always", sidecar.field + ".restartPolicy")
+        status = _status_problem(c, sidecar) if c.w.agentos_secret_volumes() else None
+        if status:
+            yield c.finding("AS213", f"agentos-secrets rotate cannot read the /status of "
+                            f"{SIDECAR_NAME}: {status}", sidecar.field + ".ports")
         mounted = {str(m.get("name")) for m in sidecar.mounts()}
         if not mounted & c.w.agentos_volumes():
             yield c.finding("AS208", f"{SIDECAR_NAME} does not mount a volume of Secret "
                             "agentos-secrets", sidecar.field + ".volumeMounts")
         env = container_env(sidecar, c.m, c.ns)
+        yield from _sidecar_setting_rules(c, sidecar, env)
         action = sidecar_action(sidecar, env)
         if action in ("signal", "restart") and c.w.pod.get("shareProcessNamespace") is not True:
             yield c.finding("AS210", f"the sidecar's {action} action cannot see the app's "
@@ -152,6 +212,37 @@ def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
             problem = _rollout_problem(c, sidecar)
             if problem:
                 yield c.finding("AS209", problem, "spec.template.spec.serviceAccountName")
+
+
+def _sidecar_setting_rules(
+    c: _Ctx, sidecar: Container, env: Mapping[str, str | None]
+) -> Iterator[Finding]:
+    """AS212 for a sidecar choice (``--action``, ``--log-format``, ``--log-level``) or its
+    ``--send-fingerprint`` switch that the sidecar would refuse or could not read."""
+    from ..booleans import BooleanSettingError, parse_bool
+
+    for flag in (*switches.CHOICES, *switches.NUMBERS):
+        raw, from_env = sidecar_flag_source(sidecar, env, flag)
+        problem = None if raw is None else (
+            switches.sidecar_choice_problem(flag, raw, from_env=from_env)
+            or switches.sidecar_number_problem(flag, raw, from_env=from_env))
+        if problem:
+            yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
+                            f"{sidecar.field}.{'env' if from_env else 'args'}")
+    raw, from_env = sidecar_flag_source(sidecar, env, "listen")
+    problem = None if raw is None else switches.sidecar_listen_problem(raw, from_env=from_env)
+    if problem:
+        yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
+                        f"{sidecar.field}.{'env' if from_env else 'args'}")
+    raw, from_env = sidecar_flag_source(sidecar, env, "send-fingerprint")
+    if raw is not None and not from_env:  # the environment is judged with the others
+        try:
+            parse_bool("--send-fingerprint", raw, default=False)
+        except BooleanSettingError:
+            yield c.finding("AS212", f"{SIDECAR_NAME}: --send-fingerprint is not a boolean "
+                            "(the value is not shown): "
+                            + switches.BOOLEANS["AGENTOS_SIDECAR_SEND_FINGERPRINT"],
+                            f"{sidecar.field}.args")
 
 
 _DEFAULT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
@@ -177,12 +268,12 @@ def _token_problem(c: _Ctx, sidecar: Container, sa: str) -> str | None:
                     return None
     automount = c.w.pod.get("automountServiceAccountToken")
     if automount is None:
-        for obj in c.m.of_kind("ServiceAccount"):
-            if obj.name == sa and obj.namespace == c.ns:
-                automount = obj.body.get("automountServiceAccountToken")
+        account = c.m.find("ServiceAccount", sa, c.ns)
+        if account is not None:
+            automount = account.body.get("automountServiceAccountToken")
     if automount is False:
         return (f"no API token reaches the sidecar: automounting is off and no projected "
-                f"serviceAccountToken is mounted at {token_file}")
+                f"serviceAccountToken is mounted at {shown_path(token_file)}")
     return None
 
 
@@ -191,9 +282,7 @@ def _rollout_problem(c: _Ctx, sidecar: Container) -> str | None:
     sa = str(pod.get("serviceAccountName") or pod.get("serviceAccount") or "default")
     if c.w.obj.kind != "Deployment":
         return f"the rollout action patches Deployments; this is a {c.w.obj.kind}"
-    if sa != "default" and not any(
-        o.name == sa and o.namespace == c.ns for o in c.m.of_kind("ServiceAccount")
-    ):
+    if sa != "default" and c.m.find("ServiceAccount", sa, c.ns) is None:
         return f"ServiceAccount {sa} is not in the manifests: pods cannot be created"
     if not grants(c.m, sa, c.ns, group="apps", resource="deployments",
                   verbs={"get", "patch"}, name=c.w.obj.name):
@@ -215,15 +304,15 @@ def _prod_rules(c: _Ctx, container: Container, env: Mapping[str, str | None]) ->
     if (env.get("AGENTOS_DEFAULT_TENANT") or "").strip():
         yield c.finding("AS220", f"container {container.name} sets AGENTOS_DEFAULT_TENANT",
                         f"{field}[AGENTOS_DEFAULT_TENANT]")
-    if (env.get("AGENTOS_ALLOW_DEV_HEADERS") or "").strip() == "1":
-        yield c.finding("AS221", f"container {container.name} sets AGENTOS_ALLOW_DEV_HEADERS=1",
+    headers = env.get("AGENTOS_ALLOW_DEV_HEADERS")
+    if dev_headers_on(headers):
+        yield c.finding("AS221", f"container {container.name} sets AGENTOS_ALLOW_DEV_HEADERS "
+                        f"to {switches.bool_word(headers or '')} (on)",
                         f"{field}[AGENTOS_ALLOW_DEV_HEADERS]")
-    if "AGENTOS_METRICS_REQUIRE_AUTH" not in env or (
-        env["AGENTOS_METRICS_REQUIRE_AUTH"] is not None
-        and env["AGENTOS_METRICS_REQUIRE_AUTH"] != "1"
-    ):
+    auth = env.get("AGENTOS_METRICS_REQUIRE_AUTH")
+    if "AGENTOS_METRICS_REQUIRE_AUTH" not in env or (auth is not None and auth != "1"):
         yield c.finding("AS222", f"container {container.name}: AGENTOS_METRICS_REQUIRE_AUTH "
-                        "is not exactly 1", f"{field}[AGENTOS_METRICS_REQUIRE_AUTH]")
+                        + metrics_auth_problem(auth), f"{field}[AGENTOS_METRICS_REQUIRE_AUTH]")
     federation = (env.get("AGENTOS_SERVICE") or "").strip().lower() == "federation"
     if federation:
         problem = _peers_problem(c, container, env)
@@ -242,7 +331,7 @@ def _peers_problem(
         return "is unset"
     mount = c.w.mount_for(container, path)
     if mount is None:
-        return f"({path}) is not inside any mounted volume"
+        return f"({shown_path(path)}) is not inside any mounted volume"
     volume = c.w.volumes.get(str(mount.get("name")), {})
     ref = volume.get("configMap")
     if isinstance(ref, Mapping) and not (mount.get("subPath") or mount.get("subPathExpr")):
@@ -251,7 +340,8 @@ def _peers_problem(
         items = {str(i.get("path")): str(i.get("key")) for i in ref.get("items") or []}
         key = items.get(relative, None if items else relative)
         if data is not None and (key is None or key not in data):
-            return f"({path}) names a file ConfigMap {ref.get('name')} does not provide"
+            return (f"({shown_path(path)}) names a file ConfigMap {ref.get('name')} does not "
+                    "provide")
     return None
 
 
@@ -276,6 +366,9 @@ def _workload_findings(c: _Ctx) -> Iterator[Finding]:
             yield from _image_rule(c, container)
         env = container_env(container, c.m, c.ns)
         yield from _file_var_rules(c, container, env)
+        for problem in switches.problems(env):
+            yield c.finding("AS212", f"container {container.name}: {problem.message}",
+                            f"{container.field}.env[{problem.variable}]")
         if container.name == SIDECAR_NAME or container.init:
             continue
         if any(k.startswith("AGENTOS_") for k in env):

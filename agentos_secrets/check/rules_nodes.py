@@ -14,8 +14,9 @@ from ..errors import SecretError
 from ..loader import Loader
 from ..secret import SALT_VARIABLE, fingerprint_bytes
 from ..sources import normalize_name
+from .errors import InputError
 from .findings import Finding, rule
-from .inputs import Environment, InputError
+from .inputs import Environment
 
 __all__ = ["check_fingerprints", "parse_expectation"]
 
@@ -23,18 +24,24 @@ _FP = re.compile(r"fp1:[0-9a-f]{16}\Z")
 
 
 def parse_expectation(text: str) -> tuple[str, str]:
-    """``NAME=fp1:...`` -> (NAME, fingerprint); a malformed one is a bad argument."""
+    """``NAME=fp1:...`` -> (NAME, fingerprint); a malformed one is a bad argument.
+
+    The errors show nothing of the argument: a secret pasted in place of ``NAME=FP`` (a
+    base64 value even has its ``=``) must not be echoed into a CI log.
+    """
     name, sep, fingerprint = text.partition("=")
     fingerprint = fingerprint.strip().lower()
+    usage = ("expected NAME=fp1:<16 hex digits>, as printed by 'agentos-secrets fingerprint "
+             "NAME' (the argument is not shown)")
+    if not sep or not _FP.match(fingerprint):
+        raise InputError(f"--expect-fingerprint: {usage}")
     try:
         name = normalize_name(name)
-    except SecretError as exc:
-        raise InputError(f"--expect-fingerprint: {exc}") from None
-    if not sep or not _FP.match(fingerprint):
-        raise InputError(
-            f"--expect-fingerprint {name}: expected NAME=fp1:<16 hex digits>, as printed "
-            "by 'agentos-secrets fingerprint NAME'"
-        )
+    except SecretError:
+        name = ""
+    if not name:
+        raise InputError("--expect-fingerprint: the part before '=' is not a variable name "
+                         "(letters, digits and underscores; the argument is not shown)")
     return name, fingerprint
 
 
