@@ -403,7 +403,7 @@ class Cluster:
         os.mkdir(tls_dir, 0o700)
         tls = fake.make_tls(tls_dir)
         self.api = fake.FakeApiServer(
-            tls, token=self.api_token, deployments=((self.namespace, self.deployment),)
+            tls, token=self.api_token, deployments=()
         )
         self.api.__enter__()
         self.api.put_secret(
