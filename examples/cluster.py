@@ -264,9 +264,7 @@ def pod_manifest(
                 {
                     "name": "agentos",
                     "image": "ghcr.io/nexixai/agentos:1.0.2",
-                    "ports": [
-                        {"name": "http", "containerPort": SERVICE_PORT, "protocol": "TCP"}
-                    ],
+                    "ports": [{"name": "http", "containerPort": SERVICE_PORT, "protocol": "TCP"}],
                     "volumeMounts": [mount],
                 }
             ],
@@ -402,9 +400,7 @@ class Cluster:
         tls_dir = os.path.join(self.workdir, "apiserver")
         os.mkdir(tls_dir, 0o700)
         tls = fake.make_tls(tls_dir)
-        self.api = fake.FakeApiServer(
-            tls, token=self.api_token, deployments=()
-        )
+        self.api = fake.FakeApiServer(tls, token=self.api_token, deployments=())
         self.api.__enter__()
         self.api.put_secret(
             self.namespace,

@@ -1,0 +1,105 @@
+"""Driving ``agentos-secrets rotate`` against the local cluster: run, follow, interrupt.
+
+Shared by the demo, the e2e tests and the benchmark. The CLI runs as a subprocess, as an
+operator runs it; its output lines are stamped on arrival and can be echoed as they come.
+:func:`phase` reads where a rotation stands from the Secret itself (the same evidence an
+operator has): ``before``, ``staged``, ``switched`` or ``dropped``, so a test can SIGKILL
+the CLI in the phase it wants without depending on its wording.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from examples.cluster import Cluster
+from examples.procs import Child, Line
+
+__all__ = ["RotateRun", "phase", "run_rotate"]
+
+
+def phase(data: dict[str, bytes], name: str, old: bytes) -> str:
+    """Where a rotation of ``name`` away from ``old`` stands, from the Secret's data."""
+    current = data.get(name)
+    previous = data.get(name + "_PREVIOUS")
+    if current == old:
+        return "before" if previous is None else "staged"
+    if previous == old:
+        return "switched"
+    return "dropped" if previous is None else "unknown"
+
+
+@dataclass
+class RotateRun:
+    """One run of the CLI: exit status, output lines, times (monotonic s), what killed it."""
+
+    child: Child
+    returncode: int
+    started: float
+    ended: float
+    killed_in: str | None = None
+
+    @property
+    def lines(self) -> list[Line]:
+        return list(self.child.lines)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(line.text for line in self.child.lines)
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+def run_rotate(
+    cluster: Cluster,
+    *args: str,
+    echo: Callable[[Line], None] | None = None,
+    kill_when: Callable[[], str | None] | None = None,
+    timeout: float = 120.0,
+) -> RotateRun:
+    """Run ``agentos-secrets rotate ARGS`` on ``cluster`` until it exits.
+
+    ``echo`` gets each output line as it arrives. ``kill_when`` is polled every 20 ms;
+    when it returns a label, the CLI is sent SIGKILL (no chance to clean up, as a lost
+    laptop or an OOM kill) and the label is kept as :attr:`RotateRun.killed_in`. After
+    ``timeout`` seconds the CLI is killed and a RuntimeError raised.
+    """
+    started = time.monotonic()
+    child = cluster.children.start("rotate", cluster.rotate_argv(*args), env=cluster.rotate_env())
+    shown = 0
+    killed: str | None = None
+    deadline = started + timeout
+    while True:
+        # done: exited, and both pump threads reached EOF (they close their stream)
+        process = child.process
+        done = process.poll() is not None and all(
+            stream is None or stream.closed for stream in (process.stdout, process.stderr)
+        )
+        fresh = child.lines_since(shown)
+        shown += len(fresh)
+        if echo is not None:
+            for line in fresh:
+                echo(line)
+        if done:
+            break
+        if killed is None and kill_when is not None and process.poll() is None:
+            label = kill_when()
+            if label is not None:
+                child.process.send_signal(signal.SIGKILL)
+                killed = label
+        if time.monotonic() > deadline:
+            child.process.kill()
+            child.process.wait()
+            raise RuntimeError(f"rotate did not finish in {timeout:g} s:\n{child.output()}")
+        time.sleep(0.02)
+    try:
+        returncode = child.process.wait(5)
+    except subprocess.TimeoutExpired:
+        child.process.kill()
+        returncode = child.process.wait()
+    return RotateRun(child, returncode, started, time.monotonic(), killed)

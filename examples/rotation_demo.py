@@ -1,0 +1,249 @@
+"""The orchestrated rotation demo: 3 replicas, 200 requests/s, 0 rejected.
+
+What runs (see ``examples/cluster.py``; every part real except the API server and the
+kubelet, which follow the real algorithms):
+
+* a fake kube-apiserver over TLS on loopback holding Secret ``agentos/agentos-secrets``,
+  Deployment ``agentos-model-policy`` and its 3 pods;
+* per pod: its own Secret volume, a kubelet thread that projects the Secret into it after
+  its own random delay per change (0.5 to 3 s here, 60 to 90 s in a cluster), the service
+  (receiver: ``Loader.verify`` per request), its sender (``get()`` per request, calling the
+  other two replicas) and the real ``agentos-secrets sidecar`` with ``GET /status``,
+  reached through the API server's pod proxy;
+* ``agentos-secrets rotate AGENTOS_SERVICE_TOKEN --generate``, the real CLI as a
+  subprocess: stage, switch, drop, each gated on every pod reporting the new value.
+
+The first rotation runs to the end; the second is SIGKILLed right after its switch and
+finished with ``rotate --resume``. The senders run throughout at 200 requests/s in all;
+the services' own grace window is 0, so only the orchestration keeps them accepted. It
+exits non-zero when any check failed and stops everything it started. Secret values are
+never printed, only fingerprints. ``AGENTOS_DEMO_TOKEN`` sets the first token (the tests
+inject a canary).
+
+    python -m examples.rotation_demo        (or: make demo)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+from types import FrameType
+
+from agentos_secrets.secret import fingerprint_bytes
+from examples.cluster import Cluster, Pod
+from examples.demo import Timeline
+from examples.procs import Line
+from examples.rotation import RotateRun, phase, run_rotate
+
+TOKEN = "AGENTOS_SERVICE_TOKEN"
+REPLICAS = 3
+RATE = 200.0
+KUBELET_DELAY = (0.5, 3.0)  # in a cluster: 60 to 90 s (sync period plus cache delay)
+SEED = 9
+# Short windows for a demo; what they are in life is printed beside them.
+GRACE_S = 1.0  # rotate waits this long after the switch converged before dropping (life: 600)
+GATE_TIMEOUT_S = 20.0  # rotate gives up on a phase after this (life: 300)
+ROTATE_FLAGS = (
+    "--generate",
+    "--grace", str(GRACE_S),
+    "--gate-timeout", str(GATE_TIMEOUT_S),
+    "--poll", "0.25",
+)  # fmt: skip
+
+
+def _echo(line: Line) -> None:
+    print(f"             | {line.text}", flush=True)
+
+
+def _secret_writes(cluster: Cluster, since: float, until: float) -> list[float]:
+    """When rotate's writes to the Secret (PATCH/PUT, 2xx) arrived, in order."""
+    path = f"/api/v1/namespaces/{cluster.namespace}/secrets/{cluster.secret}"
+    return [
+        r.at
+        for r in cluster.api.requests
+        if r.method in ("PATCH", "PUT")
+        and r.path.split("?")[0] == path
+        and 200 <= r.status < 300
+        and since <= r.at <= until
+    ]
+
+
+def _api_requests(cluster: Cluster, since: float, until: float) -> int:
+    return sum(1 for r in cluster.api.requests if since <= r.at <= until)
+
+
+def _check_volumes(cluster: Cluster, timeline: Timeline, expected: bytes) -> None:
+    """Every pod's volume ends with the new token and without ``_PREVIOUS``."""
+    fp = fingerprint_bytes(expected)
+    deadline = time.monotonic() + KUBELET_DELAY[1] + 2.0
+    wrong: list[str] = []
+    while True:
+        wrong = []
+        for pod in cluster.pods:
+            names = set(os.listdir(pod.volume))
+            with open(os.path.join(pod.volume, TOKEN), "rb") as handle:
+                held = fingerprint_bytes(handle.read().strip())
+            if held != fp or TOKEN + "_PREVIOUS" in names:
+                wrong.append(pod.name)
+        if not wrong or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    timeline.check(
+        not wrong,
+        f"every pod's volume holds {TOKEN} {fp} and no {TOKEN}_PREVIOUS"
+        if not wrong
+        else f"pods not converged to {fp}: {', '.join(wrong)}",
+    )
+
+
+def _convergence(cluster: Cluster, timeline: Timeline, since: float) -> None:
+    """Per pod: the kubelet's delay for each Secret change since ``since``."""
+    for pod in cluster.pods:
+        delays = [
+            f"{p.written_at - p.seen_at:.1f}" for p in pod.kubelet.projections if p.seen_at >= since
+        ]
+        timeline.say(
+            f"  {_short(pod)}: volume updated {', '.join(delays) or 'never'} s"
+            " after each Secret write"
+        )
+
+
+def _short(pod: Pod) -> str:
+    return "pod " + pod.name.rsplit("-", 1)[-1]
+
+
+def _report_rotation(
+    cluster: Cluster, timeline: Timeline, runs: list[RotateRun], label: str
+) -> None:
+    since, until = runs[0].started, runs[-1].ended
+    writes = _secret_writes(cluster, since, until)
+    names = ("stage", "switch", "drop")
+    if len(writes) == 3:
+        spans = [writes[1] - writes[0], writes[2] - writes[1]]
+        timeline.say(
+            f"{label}: Secret written at stage +0.0 s, switch +{spans[0]:.1f} s, drop"
+            f" +{spans[0] + spans[1]:.1f} s (stage gate {spans[0]:.1f} s; switch gate plus"
+            f" {GRACE_S:g} s grace {spans[1]:.1f} s)"
+        )
+    else:
+        timeline.say(f"{label}: {len(writes)} Secret write(s) (expected {len(names)})")
+    requests = _api_requests(cluster, since, until)
+    timeline.say(f"{label}: {requests} API requests, {requests / len(cluster.pods):.1f} per pod")
+    _convergence(cluster, timeline, since)
+
+
+def run(timeline: Timeline) -> None:
+    first = (os.environ.get("AGENTOS_DEMO_TOKEN") or f"demo-{secrets.token_urlsafe(18)}").encode()
+    data = {
+        TOKEN: first,
+        "AGENTOS_FED_SHARED_SECRET": f"demo-fed-{secrets.token_urlsafe(12)}".encode(),
+        "AGENTOS_SIGNING_KEY": f"demo-signing-{secrets.token_urlsafe(24)}".encode(),
+    }
+    with Cluster(
+        data, replicas=REPLICAS, kubelet_delay=KUBELET_DELAY, seed=SEED, grace=0.0
+    ) as cluster:
+        timeline.say(
+            f"API server {cluster.api.url} (TLS; a local stand-in), Secret"
+            f" {cluster.namespace}/{cluster.secret} with 3 keys, Deployment {cluster.deployment}"
+            f" ({REPLICAS} replicas)"
+        )
+        for pod in cluster.pods:
+            timeline.say(
+                f"{_short(pod)}: service pid {pod.service.pid} (verify), sidecar pid"
+                f" {pod.sidecar.pid} (--action {cluster.action}, /status through pods/proxy"
+                f" :9095), kubelet delay {KUBELET_DELAY[0]:g}-{KUBELET_DELAY[1]:g} s"
+                " (life: 60-90 s)"
+            )
+        cluster.start_senders(RATE)
+        timeline.say(
+            f"senders: {RATE:g} req/s in all; each pod calls the other two with the token its"
+            " own volume holds (get() per request); services' own grace window: 0 s"
+        )
+        time.sleep(0.5)
+
+        # -- rotation 1: to the end ----------------------------------------------------
+        timeline.say(
+            f"ROTATION 1: agentos-secrets rotate {TOKEN} --generate (grace {GRACE_S:g} s,"
+            f" life: 600 s; gate timeout {GATE_TIMEOUT_S:g} s, life: 300 s)"
+        )
+        run1 = run_rotate(cluster, TOKEN, *ROTATE_FLAGS, echo=_echo)
+        timeline.check(
+            run1.returncode == 0, f"rotate exited {run1.returncode} after {run1.seconds:.1f} s"
+        )
+        second = cluster.secret_data().get(TOKEN, b"")
+        timeline.check(second not in (b"", first), "the Secret holds a new token")
+        _check_volumes(cluster, timeline, second)
+        _report_rotation(cluster, timeline, [run1], "rotation 1")
+
+        # -- rotation 2: SIGKILL after the switch, then --resume -------------------------
+        timeline.say("ROTATION 2: the same, SIGKILLed once the switch is written")
+
+        def switched() -> str | None:
+            return "switch" if phase(cluster.secret_data(), TOKEN, second) == "switched" else None
+
+        run2 = run_rotate(cluster, TOKEN, *ROTATE_FLAGS, echo=_echo, kill_when=switched)
+        timeline.check(
+            run2.killed_in == "switch" and run2.returncode == -signal.SIGKILL,
+            f"rotate SIGKILLed in the {run2.killed_in or '?'} phase (exit {run2.returncode})",
+        )
+        timeline.say(f"ROTATION 2, resumed: agentos-secrets rotate {TOKEN} --resume")
+        resume_flags = [f for f in ROTATE_FLAGS if f != "--generate"]
+        run3 = run_rotate(cluster, TOKEN, "--resume", *resume_flags, echo=_echo)
+        timeline.check(
+            run3.returncode == 0,
+            f"rotate --resume exited {run3.returncode} after {run3.seconds:.1f} s",
+        )
+        third = cluster.secret_data().get(TOKEN, b"")
+        timeline.check(third not in (b"", first, second), "the Secret holds a third token")
+        _check_volumes(cluster, timeline, third)
+        _report_rotation(cluster, timeline, [run2, run3], "rotation 2")
+
+        # -- the verdict ---------------------------------------------------------------
+        totals = cluster.stop_senders()
+        timeline.check(
+            totals["rejected"] == 0 and totals["errors"] == 0 and totals["requests"] > 0,
+            f"senders: {totals['requests']} requests, {totals['accepted']} accepted,"
+            f" {totals['rejected']} rejected, {totals['errors']} errors",
+        )
+        started = [c.pid for c in cluster.children.started]
+    timeline.check(
+        not cluster.left_behind,
+        f"stopped every process started ({len(started)} pids) and every kubelet"
+        if not cluster.left_behind
+        else f"left behind: {', '.join(cluster.left_behind)}",
+    )
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    print(
+        f"AgentOS secrets: orchestrated rotation demo ({REPLICAS} replicas, kubelets, real"
+        f" sidecars, {RATE:g} req/s)"
+    )
+    timeline = Timeline()
+    try:
+        run(timeline)
+    except RuntimeError as exc:
+        timeline.check(False, str(exc))
+    except KeyboardInterrupt:
+        print("interrupted: every process started was stopped", file=sys.stderr)
+        return 130
+    if timeline.failures:
+        print(f"result: FAILED ({len(timeline.failures)} check(s) failed)")
+        return 1
+    print(
+        f"result: OK in {time.monotonic() - timeline.start:.1f} s: 0 rejected requests in 2"
+        " rotations, one SIGKILLed and resumed"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
