@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from examples.cluster import Cluster
 from examples.procs import Child, Line
 
-__all__ = ["RotateRun", "phase", "run_rotate"]
+__all__ = ["RotateRun", "phase", "run_rotate", "window_flags"]
+
+
+def window_flags(*, grace: float, gate_timeout: float, poll: float = 0.25) -> list[str]:
+    """rotate's timing flags scaled down for a local run (in life: minutes, the defaults)."""
+    return [
+        "--grace", f"{grace:g}",
+        "--gate-timeout", f"{gate_timeout:g}",
+        "--poll-interval", f"{poll:g}",
+    ]  # fmt: skip
 
 
 def phase(data: dict[str, bytes], name: str, old: bytes) -> str:

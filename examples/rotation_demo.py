@@ -36,7 +36,7 @@ from agentos_secrets.secret import fingerprint_bytes
 from examples.cluster import Cluster, Pod
 from examples.demo import Timeline
 from examples.procs import Line
-from examples.rotation import RotateRun, phase, run_rotate
+from examples.rotation import RotateRun, phase, run_rotate, window_flags
 
 TOKEN = "AGENTOS_SERVICE_TOKEN"
 REPLICAS = 3
@@ -46,12 +46,7 @@ SEED = 9
 # Short windows for a demo; what they are in life is printed beside them.
 GRACE_S = 1.0  # rotate waits this long after the switch converged before dropping (life: 600)
 GATE_TIMEOUT_S = 20.0  # rotate gives up on a phase after this (life: 300)
-ROTATE_FLAGS = (
-    "--generate",
-    "--grace", str(GRACE_S),
-    "--gate-timeout", str(GATE_TIMEOUT_S),
-    "--poll", "0.25",
-)  # fmt: skip
+ROTATE_FLAGS = ("--generate", *window_flags(grace=GRACE_S, gate_timeout=GATE_TIMEOUT_S))
 
 
 def _echo(line: Line) -> None:
