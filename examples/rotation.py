@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from examples.cluster import Cluster
 from examples.procs import Child, Line
 
-__all__ = ["RotateRun", "phase", "run_rotate", "window_flags"]
+__all__ = ["RotateRun", "phase", "run_rotate", "runbook_rotation", "window_flags"]
 
 
 def window_flags(*, grace: float, gate_timeout: float, poll: float = 0.25) -> list[str]:
@@ -112,3 +112,29 @@ def run_rotate(
         child.process.kill()
         returncode = child.process.wait()
     return RotateRun(child, returncode, started, time.monotonic(), killed)
+
+
+def runbook_rotation(
+    cluster: Cluster, name: str, new: bytes, *, wait: float, grace: float
+) -> dict[str, float]:
+    """The runbook of docs/live-secrets.md, done by hand with fixed waits.
+
+    Stage (``NAME_PREVIOUS`` = new), ``sleep wait``, switch (``NAME`` = new,
+    ``NAME_PREVIOUS`` = old, in one update), ``sleep wait``, the grace window, drop
+    (``NAME_PREVIOUS`` removed). Each step replaces the Secret's data as one
+    ``kubectl patch`` would. Returns the monotonic time of each write.
+    """
+    data = cluster.secret_data()
+    old = data[name]
+    times: dict[str, float] = {}
+
+    def write(step: str, content: dict[str, bytes]) -> None:
+        cluster.api.put_secret(cluster.namespace, cluster.secret, content)
+        times[step] = time.monotonic()
+
+    write("stage", data | {name + "_PREVIOUS": new})
+    time.sleep(wait)
+    write("switch", data | {name: new, name + "_PREVIOUS": old})
+    time.sleep(wait + grace)
+    write("drop", data | {name: new})
+    return times

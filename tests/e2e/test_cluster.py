@@ -20,6 +20,7 @@ import pytest
 
 from agentos_secrets.secret import fingerprint_bytes
 from examples.cluster import SIDECAR_PORT, Cluster
+from examples.rotation import phase, runbook_rotation
 
 pytestmark = pytest.mark.e2e
 
@@ -140,3 +141,21 @@ def test_replacing_the_token_in_one_step_rejects_requests():
     assert totals["errors"] == 0
     assert totals["rejected"] > 0, totals
     assert totals["accepted"] + totals["rejected"] == totals["requests"]
+
+
+def test_the_runbook_with_waits_longer_than_every_delay_rejects_nothing():
+    """The same traffic through stage / switch / drop by hand, each wait longer than the
+    longest kubelet delay: 0 rejected. What rotate must match without the fixed waits."""
+    data = {TOKEN: b"runbook-token-old"}
+    with Cluster(data, replicas=3, kubelet_delay=(0.2, 1.0), seed=5) as cluster:
+        cluster.start_senders(150)
+        time.sleep(0.3)
+        runbook_rotation(cluster, TOKEN, b"runbook-token-new", wait=1.3, grace=0.0)
+        assert phase(cluster.secret_data(), TOKEN, b"runbook-token-old") == "dropped"
+        version = cluster.secret_version()
+        assert _wait(lambda: None not in cluster.converged_at(version).values())
+        time.sleep(0.2)
+        totals = cluster.stop_senders()
+    assert totals["errors"] == 0
+    assert totals["rejected"] == 0, totals
+    assert totals["requests"] > 400
