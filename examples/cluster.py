@@ -10,7 +10,9 @@ the parts a rotation touches, each as real as it can be on one machine:
   (``examples.service``, the receiver: ``Loader.verify`` per request), the sender
   (``examples.load``, reading its token through ``get()`` before every request from the
   pod's own volume and calling the other replicas), and a real ``agentos-secrets sidecar``
-  process watching the volume, reachable through the API server's pod proxy;
+  process watching the volume; both reachable through the API server's pod proxy (the
+  sidecar's ``/status`` on 9095, the service's verify counters on 8082 ``/metrics``, named
+  by the pod annotation ``rotate.agentos.dev/verify-metrics``);
 * per pod, a :class:`Kubelet` thread: it projects the API's Secret into the pod's volume
   with :class:`~agentos_secrets.testing.AtomicWriter` (the kubelet's algorithm) after its
   own random delay per change, the kubelet's sync period plus cache delay (60 to 90 s in a
@@ -71,6 +73,7 @@ SIDECAR_CONTAINER = "secrets-sidecar"
 SIDECAR_PORT = 9095  # the sidecar's containerPort (named `metrics`) in deploy/k8s
 SERVICE_PORT = 8082
 MOUNT_PATH = "/etc/agentos/secrets"
+VERIFY_METRICS_ANNOTATION = "rotate.agentos.dev/verify-metrics"
 VOLUME_MODE = 0o440  # the manifests' defaultMode
 STARTUP_TIMEOUT_S = 20.0
 
@@ -236,6 +239,8 @@ def pod_manifest(
             "namespace": namespace,
             "uid": uid,
             "labels": labels,
+            # where rotate reads the service's verify counters before it drops a value
+            "annotations": {VERIFY_METRICS_ANNOTATION: f"{SERVICE_PORT}/metrics"},
             "ownerReferences": [
                 {
                     "apiVersion": "apps/v1",
@@ -526,7 +531,10 @@ class Cluster:
                 secret=self.secret,
                 template_hash=self.template_hash,
             ),
-            proxy={SIDECAR_PORT: ("127.0.0.1", sidecar_port)},
+            proxy={
+                SIDECAR_PORT: ("127.0.0.1", sidecar_port),
+                SERVICE_PORT: ("127.0.0.1", service_port),
+            },
         )
         kubelet.start()
         self.pods.append(pod)

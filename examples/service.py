@@ -12,7 +12,13 @@ It stands in for one of the platform's Go services (``model-policy`` by default)
   fingerprints it reports). The Loader already follows a rotated file on its own (one
   ``stat`` per call), so authentication does not wait for the reload; a real service
   reloads connection pools, keys loaded into crypto objects and the like;
-* ``GET /-/status``: reload times and verification counts, for the demo's timeline.
+* ``GET /-/status``: reload times and verification counts, for the demo's timeline;
+* ``GET /metrics``: the verify counters ``agentos-secrets rotate`` reads before it drops
+  an old value (``agentos_secrets_verify_total{name,result}`` and
+  ``agentos_secrets_verify_last_previous_timestamp_seconds{name}``, Prometheus text). Like
+  an AgentOS service in ``prod`` it requires the service token, in
+  ``Authorization: Bearer`` or in ``X-AgentOS-Token`` (kube-apiserver's pod proxy strips
+  ``Authorization``); these checks are not counted.
 
 Secret values never appear in its output or responses, only fingerprints. Times are
 ``time.monotonic()`` seconds, which on Linux is one clock for every process on the host,
@@ -46,25 +52,60 @@ class ServiceState:
     """What the service knows: its Loader, its reloads and its verification counts."""
 
     def __init__(self, loader: Loader, secret_dir: str, service: str) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
         self.loader = loader
         self.secret_dir = secret_dir
         self.service = service
         self.lock = threading.Lock()
         self.reloads: list[dict[str, Any]] = []
         self.verified: dict[str, int] = {"current": 0, "previous": 0, "rejected": 0}
+        self.registry = CollectorRegistry()
+        self.verify_total = Counter(
+            "agentos_secrets_verify",
+            "Loader.verify results of incoming requests, per secret name",
+            ["name", "result"],
+            registry=self.registry,
+        )
+        self.last_previous = Gauge(
+            "agentos_secrets_verify_last_previous_timestamp_seconds",
+            "Unix time of the last request accepted as the previous value (0: never)",
+            ["name"],
+            registry=self.registry,
+        )
+        for result in self.verified:
+            self.verify_total.labels(TOKEN_NAME, result)
+        self.last_previous.labels(TOKEN_NAME).set(0)
+
+    def check(self, presented: str | None) -> str | None:
+        """``current``, ``previous`` or None, without counting it."""
+        if not presented:
+            return None
+        try:
+            return self.loader.verify(TOKEN_NAME, presented)
+        except SecretError:
+            return None  # no token configured: nothing can be accepted
 
     def verify(self, header: str | None) -> str | None:
         """``current``, ``previous`` (inside the grace window) or None (rejected)."""
         scheme, _, presented = (header or "").partition(" ")
-        result: str | None = None
-        if scheme == "Bearer" and presented:
-            try:
-                result = self.loader.verify(TOKEN_NAME, presented)
-            except SecretError:
-                result = None  # no token configured: nothing can be accepted
+        result = self.check(presented) if scheme == "Bearer" else None
         with self.lock:
             self.verified[result or "rejected"] += 1
+        self.verify_total.labels(TOKEN_NAME, result or "rejected").inc()
+        if result == "previous":
+            self.last_previous.labels(TOKEN_NAME).set(time.time())
         return result
+
+    def metrics(self, headers: Any) -> bytes | None:
+        """The Prometheus text, or None when the caller has no accepted token."""
+        from prometheus_client import generate_latest
+
+        scheme, _, bearer = (headers.get("Authorization") or "").partition(" ")
+        presented = headers.get("X-AgentOS-Token") or (bearer if scheme == "Bearer" else "")
+        if self.check(presented.strip()) is None:
+            return None
+        return bytes(generate_latest(self.registry))
 
     def reload(self) -> dict[str, Any]:
         """Re-resolve every key of the volume; return the fingerprints now in use."""
@@ -119,6 +160,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._send(200, {"models": ["demo-small"], "token": matched})
         elif self.path == "/-/status":
             self._send(200, self.state.status())
+        elif self.path == "/metrics":
+            text = self.state.metrics(self.headers)
+            if text is None:
+                self._send(401, {"error": "unauthorized"})
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
         else:
             self._send(404, {"error": "not found"})
 

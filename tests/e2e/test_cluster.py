@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from agentos_secrets.secret import fingerprint_bytes
-from examples.cluster import SIDECAR_PORT, Cluster
+from examples.cluster import SERVICE_PORT, SIDECAR_PORT, Cluster
 from examples.rotation import phase, runbook_rotation
 
 pytestmark = pytest.mark.e2e
@@ -28,10 +28,14 @@ TOKEN = "AGENTOS_SERVICE_TOKEN"
 
 
 def _proxy_status(cluster: Cluster, pod: str, token: str | None) -> tuple[int, dict]:
-    url = (
-        f"{cluster.api.url}/api/v1/namespaces/{cluster.namespace}/pods/{pod}:{SIDECAR_PORT}"
-        "/proxy/status"
-    )
+    status, body = _proxy(cluster, pod, SIDECAR_PORT, "status", token)
+    return status, json.loads(body or b"{}")
+
+
+def _proxy(
+    cluster: Cluster, pod: str, port: int, path: str, token: str | None
+) -> tuple[int, bytes]:
+    url = f"{cluster.api.url}/api/v1/namespaces/{cluster.namespace}/pods/{pod}:{port}/proxy/{path}"
     headers = {"Authorization": f"Bearer {cluster.api_token}"}
     if token is not None:
         headers["X-AgentOS-Token"] = token
@@ -42,9 +46,9 @@ def _proxy_status(cluster: Cluster, pod: str, token: str | None) -> tuple[int, d
         with urllib.request.urlopen(
             urllib.request.Request(url, headers=headers), context=context, timeout=5
         ) as response:
-            return response.status, json.load(response)
+            return response.status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, exc.read()
 
 
 def _mounted(document: dict, name: str) -> str | None:
@@ -159,3 +163,40 @@ def test_the_runbook_with_waits_longer_than_every_delay_rejects_nothing():
     assert totals["errors"] == 0
     assert totals["rejected"] == 0, totals
     assert totals["requests"] > 400
+
+
+def _verify_samples(text: bytes) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            if sample.name.startswith("agentos_secrets_verify_") and "name" in sample.labels:
+                samples[(sample.name, sample.labels.get("result", ""))] = sample.value
+    return samples
+
+
+def test_the_services_verify_counters_through_the_pod_proxy(canary):
+    """What rotate's drain reads: 'previous' matches and when the last one was seen."""
+    import http.client
+
+    data = {TOKEN: b"counted-token-new", TOKEN + "_PREVIOUS": canary.value_bytes}
+    with Cluster(data, replicas=1, kubelet_delay=(0.1, 0.2), seed=6) as cluster:
+        pod = cluster.pods[0]
+        assert _proxy(cluster, pod.name, SERVICE_PORT, "metrics", None)[0] == 401
+        before = time.time()
+        for token in (b"counted-token-new", canary.value_bytes, b"wrong-token-value"):
+            conn = http.client.HTTPConnection("127.0.0.1", pod.service_port, timeout=5)
+            conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {token.decode()}"})
+            conn.getresponse().read()
+            conn.close()
+        status, text = _proxy(cluster, pod.name, SERVICE_PORT, "metrics", canary.value)
+        assert status == 200
+        samples = _verify_samples(text)
+        # the metrics request itself, made with the previous token, is not counted
+        assert samples[("agentos_secrets_verify_total", "current")] == 1
+        assert samples[("agentos_secrets_verify_total", "previous")] == 1
+        assert samples[("agentos_secrets_verify_total", "rejected")] == 1
+        last = samples[("agentos_secrets_verify_last_previous_timestamp_seconds", "")]
+        assert before <= last <= time.time()
+        canary.assert_absent(text, pod.service.output())
