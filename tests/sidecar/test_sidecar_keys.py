@@ -161,6 +161,11 @@ def _key(status: dict, name: str = "AGENTOS_SERVICE_TOKEN") -> dict:
 
 def test_mounted_changes_first_then_applied_after_the_action(rig):
     rig.start()
+    # start-up does not wait for the per-key derivations: the first turn does them
+    assert _key(_status(rig))["reason"] == "deriving" and _key(_status(rig))["mounted"] is None
+    assert not os.path.exists(rig.state_path)
+    rig.engine.step(rig.clock.t)
+    assert StateFile(rig.state_path).load().keys[rig.writer.target_dir]
     v0 = fingerprint_bytes(b"v0")
     assert _key(_status(rig)) == {"name": "AGENTOS_SERVICE_TOKEN", "watch": 0, "mounted": v0,
                                   "applied": v0, "pending": False, "reason": None}
@@ -222,6 +227,7 @@ def test_a_restart_keeps_applied_from_the_state_file(tmp_path):
     assert _key(_status(rig))["applied"] == fingerprint_bytes(b"v0")
     rig.engine = rig.make()  # restarted while the change is still not applied
     rig.start()
+    rig.engine.step(rig.clock.t)
     status = _status(rig)
     assert _key(status)["applied"] == fingerprint_bytes(b"v0")
     assert _key(status)["mounted"] == fingerprint_bytes(b"v1")

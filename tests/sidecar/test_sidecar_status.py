@@ -61,6 +61,15 @@ def _start(sidecars, tmp_path, volume, *args: str, env=None) -> Sidecar:
     )
     sidecars.append(sidecar)
     sidecar.wait_ready()
+    if not (env or {}).get("AGENTOS_METRICS_REQUIRE_AUTH"):
+        _derived(sidecar)
+    return sidecar
+
+
+def _derived(sidecar: Sidecar) -> Sidecar:
+    """Wait until no key is still ``deriving`` (the first turn after start-up)."""
+    _wait(lambda: all(k["reason"] != "deriving" for k in _status(sidecar)["keys"]),
+          "the per-key fingerprints")
     return sidecar
 
 
