@@ -129,6 +129,7 @@ class Engine:
         self.last_attempts = 0
         self._streak = 0  # attempts since the last success
         self.state_problem: str | None = None
+        self._save_due = False  # the start-up's state, saved once keys are derived
         self._key_labels: set[tuple[str, str]] = set()
         self._recorder = Recorder(self._record) if record_in_background else None
 
@@ -165,8 +166,9 @@ class Engine:
             for problem in self.watcher.start().values():
                 _log(logging.WARNING, "cannot watch yet", problem=problem)
         self.seen = self.detector.refresh()
+        # Per-key fingerprints (~15 ms each) are derived by the first step, not here:
+        # the app's container waits for this start-up (a native sidecar's startupProbe).
         self.keys.refresh()
-        self.keys.derive()
         fingerprint = self._fingerprint(self.seen)
         saved = None
         if self.state_file is not None:
@@ -186,14 +188,13 @@ class Engine:
         if saved is None or self.passive:
             self.applied, self.applied_fp = self.seen, fingerprint
             self.keys.mark_applied()
-            self._save(fingerprint)
+            self._save_due = True
             _log(logging.INFO, "baseline recorded; no action", fingerprint=fingerprint,
                  keys=self.detector.key_count(), action=self.action.kind)
         elif saved.fingerprint == fingerprint:
             self.applied, self.applied_fp = self.seen, fingerprint
             self.keys.mark_applied()
-            if saved.legacy or saved.keys != self.keys.applied_for_state():
-                self._save(fingerprint)  # migrates a version 1 file, adds per-key state
+            self._save_due = True  # migrates a version 1 file, refreshes per-key state
             _log(logging.INFO, "content unchanged since the last applied change; no action",
                  fingerprint=fingerprint, migrated=saved.legacy)
         else:
@@ -244,6 +245,11 @@ class Engine:
         if self.desired and not self.coalescer.pending:
             self._maybe_attempt(now)  # before the slow per-key derivations
         self.keys.derive()
+        if self._save_due:
+            self._save_due = False
+            with self._record_lock:
+                if self.applied is not None and self.applied_fp is not None:
+                    self._save(self.applied_fp)
         if changed:  # logged after a --debounce 0 action, not in its way
             _log(logging.INFO, "content change detected",
                  where=sorted(dirty) if not full else "re-check",
@@ -278,6 +284,7 @@ class Engine:
     def _take_up(self) -> None:
         """``--action none``: the app reads through the Loader, so mounted is applied."""
         self.applied = self.seen
+        self._save_due = False  # saved below
         self.keys.mark_applied()
         self.keys.derive()
         fingerprint = self._fingerprint(self.seen)
@@ -312,6 +319,7 @@ class Engine:
             self.metrics.last_success.set(self.wall())
             self.applied = target
             self.keys.mark_applied()
+            self._save_due = False  # recorded below, with the newer content
             self.backoff.reset()
             self.last_error = None
             self._last_action("ok")

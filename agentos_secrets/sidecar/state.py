@@ -126,7 +126,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
     return number if math.isfinite(number) and number >= 0 else None
 
 
@@ -247,7 +250,6 @@ class StateFile:
         self.path = os.path.abspath(path)
         #: Why persistence is off (the path holds a file that is not ours), or None.
         self.not_ours: str | None = None
-        self._ours: tuple[int, int] | None = None  # (dev, ino) of the file we last wrote
 
     def _error(self, cls: type[StateError], reason: str) -> StateError:
         return cls(f"state file {self.shown}: {reason}")
@@ -280,7 +282,6 @@ class StateFile:
         except StateError as exc:
             verdict, reason = type(exc), str(exc)
         else:
-            self._ours = (st.st_dev, st.st_ino)
             return state
         if verdict is StateUnusable:
             raise self._error(
@@ -297,17 +298,14 @@ class StateFile:
         )
 
     def _still_ours(self) -> None:
-        """Before replacing the path: it is absent, the file we wrote, or ours by content."""
+        """Before replacing the path: it is absent or ours by content.
+
+        Read again on every save (saves are rare: one per applied change), since an
+        identity remembered from our last write could be an inode number reused by
+        someone else's file.
+        """
         if self.not_ours is not None:
             raise self._error(StateNotOurs, f"{self.not_ours}; not overwritten")
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise self._not_ours(f"cannot be examined ({_os_reason(exc)})") from None
-        if self._ours == (st.st_dev, st.st_ino) and stat.S_ISREG(st.st_mode):
-            return
         try:
             self.load()
         except StateUnusable:
@@ -329,7 +327,6 @@ class StateFile:
             try:
                 os.write(fd, body)
                 os.fsync(fd)
-                st = os.fstat(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
@@ -342,7 +339,6 @@ class StateFile:
             if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
                 raise self._not_ours("is a directory") from None
             raise self._error(StateError, f"cannot write ({reason})") from None
-        self._ours = (st.st_dev, st.st_ino)
         self._sync_directory(directory)
 
     @staticmethod
