@@ -21,12 +21,25 @@ from examples.procs import Child, Line
 __all__ = ["RotateRun", "phase", "run_rotate", "runbook_rotation", "window_flags"]
 
 
-def window_flags(*, grace: float, gate_timeout: float, poll: float = 0.25) -> list[str]:
-    """rotate's timing flags scaled down for a local run (in life: minutes, the defaults)."""
+def window_flags(
+    *, grace: float, gate_timeout: float, quiet: float = 0.5, poll: float = 0.25
+) -> list[str]:
+    """rotate's timing flags scaled down for a local run.
+
+    In life (the defaults): ``--grace 600 --quiet 60 --gate-timeout 180 --poll 2`` and a
+    client-side limit of 5 requests/s (``--qps 5 --burst 10``). The poll interval here is
+    shorter by ``2 / poll``, so the request rate limit is raised by the same factor: the
+    same number of requests per poll round, as in life.
+    """
+    factor = 2.0 / poll
     return [
         "--grace", f"{grace:g}",
+        "--quiet", f"{quiet:g}",
         "--gate-timeout", f"{gate_timeout:g}",
-        "--poll-interval", f"{poll:g}",
+        "--poll", f"{poll:g}",
+        "--qps", f"{5 * factor:g}",
+        "--burst", f"{int(10 * factor)}",
+        "--output", "plain",
     ]  # fmt: skip
 
 
