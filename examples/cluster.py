@@ -51,7 +51,7 @@ from types import ModuleType
 from typing import Any
 
 from agentos_secrets.testing import AtomicWriter
-from examples.launch import load_summary, start_load, start_service
+from examples.launch import load_summary, service_port, spawn_service, start_load
 from examples.procs import Child, Children, python_module
 
 __all__ = [
@@ -331,6 +331,21 @@ def _http_status(port: int, path: str) -> int:
         conn.close()
 
 
+def _wait_ready(name: str, sidecar: Child, listen: int) -> None:
+    """Until the sidecar's ``/readyz`` answers 200 (its watch armed, baseline recorded)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if sidecar.process.poll() is not None:
+            raise RuntimeError(f"the sidecar of {name} exited:\n" + sidecar.output())
+        try:
+            if _http_status(listen, "/readyz") == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the sidecar of {name} did not become ready:\n" + sidecar.output())
+
+
 # -- the cluster ---------------------------------------------------------------------------
 
 
@@ -421,8 +436,7 @@ class Cluster:
             ),
         )
         self._write_kubeconfig(tls.ca)
-        for _ in range(self.replicas):
-            self.start_pod()
+        self.start_pods(self.replicas)
 
     def stop(self) -> None:
         """Stop senders, kubelets, every process and the API server; record leftovers."""
@@ -499,50 +513,83 @@ class Cluster:
     # -- pods ------------------------------------------------------------------------------
     def start_pod(self, *, syncs: bool = True) -> Pod:
         """A new replica: volume mounted with the Secret as it is now, then its processes,
-        then registered with the API server (its sidecar port proxied)."""
+        then registered with the API server (its sidecar and service ports proxied)."""
+        return self.start_pods(1, syncs=syncs)[0]
+
+    def start_pods(self, count: int, *, syncs: bool = True) -> list[Pod]:
+        """``count`` new replicas, their processes started together.
+
+        Names, uids and kubelet seeds are drawn in order first, so a seed gives the same
+        pods whatever order the processes come up in. Every process is started from this
+        thread (``PR_SET_PDEATHSIG`` fires when the *thread* that forked a child ends, so a
+        worker thread would take its children with it); only the waiting overlaps.
+        """
+        plans = [self._plan_pod(syncs) for _ in range(count)]
+        services = [
+            spawn_service(self.children, kubelet.writer.target_dir, self.grace, f"service {name}")
+            for name, _, _, kubelet in plans
+        ]
+        ports = [service_port(service) for service in services]
+        sidecars = [
+            self._spawn_sidecar(name, kubelet.writer.target_dir, root, port)
+            for (name, _, root, kubelet), port in zip(plans, ports, strict=True)
+        ]
+        pods: list[Pod] = []
+        try:
+            for (name, uid, _, kubelet), service, port, (sidecar, listen) in zip(
+                plans, services, ports, sidecars, strict=True
+            ):
+                _wait_ready(name, sidecar, listen)
+                pod = Pod(
+                    name, uid, kubelet.writer.target_dir, kubelet, service, port, sidecar, listen
+                )
+                pod.children += [service, sidecar]
+                self._register(pod)
+                kubelet.start()
+                pods.append(pod)
+        finally:
+            self.pods.extend(pods)  # also on failure: stop() must stop their kubelets
+        return pods
+
+    def _plan_pod(self, syncs: bool) -> tuple[str, str, str, Kubelet]:
         suffix = "".join(self.rng.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
         name = f"{self.deployment}-{self.template_hash}-{suffix}"
         uid = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         root = os.path.join(self.workdir, "pods", name)
         os.makedirs(root, 0o700)
-        volume = os.path.join(root, "secrets")
         kubelet = Kubelet(
             name,
-            volume,
+            os.path.join(root, "secrets"),
             self._source,
             delay=self.kubelet_delay,
             rng=random.Random(self.rng.random()),
             syncs=syncs,
         )
-        kubelet.mount()
-        service, service_port = start_service(
-            self.children, volume, self.grace, name=f"service {name}"
-        )
-        sidecar, sidecar_port = self._start_sidecar(name, volume, root, service_port)
-        pod = Pod(name, uid, volume, kubelet, service, service_port, sidecar, sidecar_port)
-        pod.children += [service, sidecar]
+        kubelet.mount()  # before the containers start, as the kubelet does
+        return name, uid, root, kubelet
+
+    def _register(self, pod: Pod) -> None:
+        """The pod in the API server, its sidecar and service ports proxied to the processes."""
         self.api.add_pod(
             self.namespace,
             pod_manifest(
-                name,
-                uid,
+                pod.name,
+                pod.uid,
                 namespace=self.namespace,
                 deployment=self.deployment,
                 secret=self.secret,
                 template_hash=self.template_hash,
             ),
             proxy={
-                SIDECAR_PORT: ("127.0.0.1", sidecar_port),
-                SERVICE_PORT: ("127.0.0.1", service_port),
+                SIDECAR_PORT: ("127.0.0.1", pod.sidecar_port),
+                SERVICE_PORT: ("127.0.0.1", pod.service_port),
             },
         )
-        kubelet.start()
-        self.pods.append(pod)
-        return pod
 
-    def _start_sidecar(
+    def _spawn_sidecar(
         self, name: str, volume: str, root: str, service_port: int
     ) -> tuple[Child, int]:
+        """Start the pod's sidecar (not waiting); it and its listen port."""
         listen = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTOS_")}
         env["POD_NAME"] = name
@@ -566,17 +613,7 @@ class Cluster:
             ),
             env=env,
         )  # fmt: skip
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if sidecar.process.poll() is not None:
-                raise RuntimeError(f"the sidecar of {name} exited:\n" + sidecar.output())
-            try:
-                if _http_status(listen, "/readyz") == 200:
-                    return sidecar, listen
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"the sidecar of {name} did not become ready:\n" + sidecar.output())
+        return sidecar, listen
 
     def remove_pod(self, pod: Pod) -> None:
         """Delete a pod: gone from the API, its sender, sidecar and service stopped."""

@@ -15,19 +15,27 @@ def start_service(
     children: Children, volume: str, grace: float, name: str = "service"
 ) -> tuple[Child, int]:
     """``examples.service`` on the secret volume; returns it and its port once listening."""
-    service = children.start(
+    service = spawn_service(children, volume, grace, name)
+    return service, service_port(service)
+
+
+def spawn_service(children: Children, volume: str, grace: float, name: str = "service") -> Child:
+    """Start ``examples.service`` without waiting (see :func:`service_port`)."""
+    return children.start(
         name,
         python_module("examples.service", "--secret-dir", volume, "--grace", str(grace)),
     )
+
+
+def service_port(service: Child) -> int:
+    """Wait until a service started by :func:`spawn_service` listens; its port."""
     line = service.wait_line(lambda ln: '"listening"' in ln.text, STARTUP_TIMEOUT_S)
     if line is None:
-        raise RuntimeError(f"the {name} did not start:\n" + service.output())
-    return service, int(json.loads(line.text)["port"])
+        raise RuntimeError(f"the {service.name} did not start:\n" + service.output())
+    return int(json.loads(line.text)["port"])
 
 
-def start_client(
-    children: Children, port: int, volume: str, rate: float, refresh: float
-) -> Child:
+def start_client(children: Children, port: int, volume: str, rate: float, refresh: float) -> Child:
     """``examples.load`` calling the service's protected endpoint; returns once it runs."""
     return start_load(children, "client", [port], volume, rate, refresh)
 

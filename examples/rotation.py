@@ -9,6 +9,7 @@ the CLI in the phase it wants without depending on its wording.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -18,7 +19,18 @@ from dataclasses import dataclass
 from examples.cluster import Cluster
 from examples.procs import Child, Line
 
-__all__ = ["RotateRun", "phase", "run_rotate", "runbook_rotation", "window_flags"]
+__all__ = [
+    "PHASE_ANNOTATION",
+    "RotateRun",
+    "phase",
+    "phase_writes",
+    "run_rotate",
+    "runbook_rotation",
+    "window_flags",
+]
+
+#: The annotation in which rotate records its phase on the Secret (docs/rotate.md).
+PHASE_ANNOTATION = "rotate.agentos.dev/phase"
 
 
 def window_flags(
@@ -52,6 +64,28 @@ def phase(data: dict[str, bytes], name: str, old: bytes) -> str:
     if previous == old:
         return "switched"
     return "dropped" if previous is None else "unknown"
+
+
+def phase_writes(cluster: Cluster, since: float, until: float) -> list[tuple[str, float]]:
+    """The Secret writes that succeeded between ``since`` and ``until`` (monotonic s), as
+    (the phase annotation they set, arrival time), in order, from the API request log."""
+    path = f"/api/v1/namespaces/{cluster.namespace}/secrets/{cluster.secret}"
+    writes: list[tuple[str, float]] = []
+    for request in cluster.api.requests:
+        if not (
+            request.method in ("PATCH", "PUT")
+            and request.path.split("?")[0] == path
+            and 200 <= request.status < 300
+            and since <= request.at <= until
+        ):
+            continue
+        try:
+            body = json.loads(request.body)
+            label = body["metadata"]["annotations"][PHASE_ANNOTATION]
+        except (ValueError, KeyError, TypeError):
+            label = "?"
+        writes.append((str(label), request.at))
+    return writes
 
 
 @dataclass

@@ -36,7 +36,14 @@ from agentos_secrets.secret import fingerprint_bytes
 from examples.cluster import Cluster, Pod
 from examples.demo import Timeline
 from examples.procs import Line
-from examples.rotation import RotateRun, phase, run_rotate, window_flags
+from examples.rotation import (
+    PHASE_ANNOTATION,
+    RotateRun,
+    phase,
+    phase_writes,
+    run_rotate,
+    window_flags,
+)
 
 TOKEN = "AGENTOS_SERVICE_TOKEN"
 REPLICAS = 3
@@ -44,26 +51,18 @@ RATE = 200.0
 KUBELET_DELAY = (0.5, 3.0)  # in a cluster: 60 to 90 s (sync period plus cache delay)
 SEED = 9
 # Short windows for a demo; what they are in life is printed beside them.
-GRACE_S = 1.0  # rotate waits this long after the switch converged before dropping (life: 600)
-GATE_TIMEOUT_S = 20.0  # rotate gives up on a phase after this (life: 300)
-ROTATE_FLAGS = ("--generate", *window_flags(grace=GRACE_S, gate_timeout=GATE_TIMEOUT_S))
+GRACE_S = 1.0  # the drain waits this long after the switch (life: 600)
+QUIET_S = 0.5  # ... and until no receiver matched the old value for this long (life: 60)
+GATE_TIMEOUT_S = 20.0  # rotate gives up on a phase after this (life: 180)
+POLL_S = 0.25  # rotate reads every pod's /status this often while gating (life: 2)
+ROTATE_FLAGS = (
+    "--generate",
+    *window_flags(grace=GRACE_S, quiet=QUIET_S, gate_timeout=GATE_TIMEOUT_S, poll=POLL_S),
+)
 
 
 def _echo(line: Line) -> None:
     print(f"             | {line.text}", flush=True)
-
-
-def _secret_writes(cluster: Cluster, since: float, until: float) -> list[float]:
-    """When rotate's writes to the Secret (PATCH/PUT, 2xx) arrived, in order."""
-    path = f"/api/v1/namespaces/{cluster.namespace}/secrets/{cluster.secret}"
-    return [
-        r.at
-        for r in cluster.api.requests
-        if r.method in ("PATCH", "PUT")
-        and r.path.split("?")[0] == path
-        and 200 <= r.status < 300
-        and since <= r.at <= until
-    ]
 
 
 def _api_requests(cluster: Cluster, since: float, until: float) -> int:
@@ -95,15 +94,13 @@ def _check_volumes(cluster: Cluster, timeline: Timeline, expected: bytes) -> Non
 
 
 def _convergence(cluster: Cluster, timeline: Timeline, since: float) -> None:
-    """Per pod: the kubelet's delay for each Secret change since ``since``."""
+    """Per pod: the kubelet's delay for each volume update since ``since`` (a kubelet
+    that wakes up after two writes projects the latest: one update for both)."""
     for pod in cluster.pods:
         delays = [
             f"{p.written_at - p.seen_at:.1f}" for p in pod.kubelet.projections if p.seen_at >= since
         ]
-        timeline.say(
-            f"  {_short(pod)}: volume updated {', '.join(delays) or 'never'} s"
-            " after each Secret write"
-        )
+        timeline.say(f"  {_short(pod)}: kubelet delays {', '.join(delays) or '-'} s")
 
 
 def _short(pod: Pod) -> str:
@@ -113,20 +110,26 @@ def _short(pod: Pod) -> str:
 def _report_rotation(
     cluster: Cluster, timeline: Timeline, runs: list[RotateRun], label: str
 ) -> None:
+    """When each phase was written (so how long each gate held it) and what it cost."""
     since, until = runs[0].started, runs[-1].ended
-    writes = _secret_writes(cluster, since, until)
-    names = ("stage", "switch", "drop")
-    if len(writes) == 3:
-        spans = [writes[1] - writes[0], writes[2] - writes[1]]
+    first: dict[str, float] = {}
+    for name, at in phase_writes(cluster, since, until):
+        first.setdefault(name, at)
+    needed = ("staged", "switched", "dropped", "done")
+    if all(name in first for name in needed):
+        t = [first[name] for name in needed]
         timeline.say(
-            f"{label}: Secret written at stage +0.0 s, switch +{spans[0]:.1f} s, drop"
-            f" +{spans[0] + spans[1]:.1f} s (stage gate {spans[0]:.1f} s; switch gate plus"
-            f" {GRACE_S:g} s grace {spans[1]:.1f} s)"
+            f"{label}: gates held stage {t[1] - t[0]:.1f} s, switch and drain"
+            f" {t[2] - t[1]:.1f} s (grace {GRACE_S:g} s, quiet {QUIET_S:g} s), drop"
+            f" {t[3] - t[2]:.1f} s; start to drop {t[2] - since:.1f} s"
         )
     else:
-        timeline.say(f"{label}: {len(writes)} Secret write(s) (expected {len(names)})")
+        timeline.check(False, f"{label}: phases written {sorted(first)}, expected {needed}")
     requests = _api_requests(cluster, since, until)
-    timeline.say(f"{label}: {requests} API requests, {requests / len(cluster.pods):.1f} per pod")
+    timeline.say(
+        f"{label}: {requests} API requests, {requests / len(cluster.pods):.1f} per pod"
+        f" (a poll every {POLL_S:g} s; life: 2 s)"
+    )
     _convergence(cluster, timeline, since)
 
 
@@ -161,8 +164,8 @@ def run(timeline: Timeline) -> None:
 
         # -- rotation 1: to the end ----------------------------------------------------
         timeline.say(
-            f"ROTATION 1: agentos-secrets rotate {TOKEN} --generate (grace {GRACE_S:g} s,"
-            f" life: 600 s; gate timeout {GATE_TIMEOUT_S:g} s, life: 300 s)"
+            f"ROTATION 1: agentos-secrets rotate {TOKEN} --generate --grace {GRACE_S:g}"
+            f" --quiet {QUIET_S:g} --poll {POLL_S:g} (life: 600, 60, 2 s)"
         )
         run1 = run_rotate(cluster, TOKEN, *ROTATE_FLAGS, echo=_echo)
         timeline.check(
@@ -180,9 +183,12 @@ def run(timeline: Timeline) -> None:
             return "switch" if phase(cluster.secret_data(), TOKEN, second) == "switched" else None
 
         run2 = run_rotate(cluster, TOKEN, *ROTATE_FLAGS, echo=_echo, kill_when=switched)
+        obj = cluster.api.secret(cluster.namespace, cluster.secret) or {}
+        recorded = (obj.get("metadata", {}).get("annotations") or {}).get(PHASE_ANNOTATION)
         timeline.check(
             run2.killed_in == "switch" and run2.returncode == -signal.SIGKILL,
-            f"rotate SIGKILLed in the {run2.killed_in or '?'} phase (exit {run2.returncode})",
+            f"rotate SIGKILLed in the {run2.killed_in or '?'} phase (exit {run2.returncode});"
+            f" the Secret records {PHASE_ANNOTATION}={recorded}",
         )
         timeline.say(f"ROTATION 2, resumed: agentos-secrets rotate {TOKEN} --resume")
         resume_flags = [f for f in ROTATE_FLAGS if f != "--generate"]
@@ -223,6 +229,7 @@ def main() -> int:
         f" sidecars, {RATE:g} req/s)"
     )
     timeline = Timeline()
+    timeline.say("starting the API server, 3 pods (service, sidecar, kubelet each) ...")
     try:
         run(timeline)
     except RuntimeError as exc:
