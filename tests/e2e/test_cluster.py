@@ -51,6 +51,18 @@ def _proxy(
         return exc.code, exc.read()
 
 
+def _settled_status(cluster: Cluster, pod: str, token: str) -> tuple[int, dict]:
+    """/status once no key is still ``deriving`` (a fresh sidecar derives its per-key
+    fingerprints on its first turn, after it is ready: docs/contracts.md)."""
+    deadline = time.monotonic() + 10
+    while True:
+        status, document = _proxy_status(cluster, pod, token)
+        deriving = [k for k in document.get("keys", []) if k.get("reason") == "deriving"]
+        if status != 200 or not deriving or time.monotonic() > deadline:
+            return status, document
+        time.sleep(0.05)
+
+
 def _mounted(document: dict, name: str) -> str | None:
     for key in document.get("keys", []):
         if key["name"] == name:
@@ -73,7 +85,7 @@ def test_pods_report_their_volume_through_the_pod_proxy(canary):
         names = [pod.name for pod in cluster.pods]
         assert len(set(names)) == 2
         for name in names:
-            status, document = _proxy_status(cluster, name, canary.value)
+            status, document = _settled_status(cluster, name, canary.value)
             assert status == 200
             assert document["pod"] == name and document["action"] == "none"
             assert _mounted(document, TOKEN) == fingerprint_bytes(canary.value_bytes)
@@ -118,7 +130,7 @@ def test_a_replaced_pod_mounts_the_secret_as_it_is_now():
         fresh = cluster.replace_pod(stuck)
         assert fresh.name != stuck.name
         assert [p.name for p in cluster.pods] == [cluster.pods[0].name, fresh.name]
-        status, document = _proxy_status(cluster, fresh.name, "second-token-value")
+        status, document = _settled_status(cluster, fresh.name, "second-token-value")
         assert status == 200
         assert _mounted(document, TOKEN) == fingerprint_bytes(b"second-token-value")
         assert _proxy_status(cluster, stuck.name, "second-token-value")[0] == 404
