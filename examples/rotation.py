@@ -167,9 +167,9 @@ def runbook_rotation(
     """The runbook of docs/live-secrets.md, done by hand with fixed waits.
 
     Stage (``NAME_PREVIOUS`` = new), ``sleep wait``, switch (``NAME`` = new,
-    ``NAME_PREVIOUS`` = old, in one update), ``sleep wait``, the grace window, drop
-    (``NAME_PREVIOUS`` removed). Each step replaces the Secret's data as one
-    ``kubectl patch`` would. Returns the monotonic time of each write.
+    ``NAME_PREVIOUS`` = old, in one update), ``sleep wait`` and at least the grace window
+    since the switch, drop (``NAME_PREVIOUS`` removed). Each step replaces the Secret's
+    data as one ``kubectl patch`` would. Returns the monotonic time of each write.
     """
     data = cluster.secret_data()
     old = data[name]
@@ -179,9 +179,9 @@ def runbook_rotation(
         cluster.api.put_secret(cluster.namespace, cluster.secret, content)
         times[step] = time.monotonic()
 
-    write("stage", data | {name + "_PREVIOUS": new})
+    write("staged", data | {name + "_PREVIOUS": new})
     time.sleep(wait)
-    write("switch", data | {name: new, name + "_PREVIOUS": old})
-    time.sleep(wait + grace)
-    write("drop", data | {name: new})
+    write("switched", data | {name: new, name + "_PREVIOUS": old})
+    time.sleep(max(wait, grace))
+    write("dropped", data | {name: new})
     return times
