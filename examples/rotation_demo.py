@@ -146,7 +146,7 @@ def run(timeline: Timeline) -> None:
         timeline.say(
             f"API server {cluster.api.url} (TLS; a local stand-in), Secret"
             f" {cluster.namespace}/{cluster.secret} with 3 keys, Deployment {cluster.deployment}"
-            f" ({REPLICAS} replicas)"
+            f" ({REPLICAS} replicas); volumes and kubeconfig under {cluster.workdir}"
         )
         for pod in cluster.pods:
             timeline.say(
