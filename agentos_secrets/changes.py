@@ -32,16 +32,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import SecretError
 from .watch import DirectoryWatcher, Hint
 
 if TYPE_CHECKING:
-    from .loader import Loader
     from .secret import Secret
 
-__all__ = ["ChangeCallback", "SecretWatch"]
+__all__ = ["ChangeCallback", "SecretWatch", "Watched"]
 
 logger = logging.getLogger("agentos_secrets")
 
@@ -49,12 +48,24 @@ logger = logging.getLogger("agentos_secrets")
 ChangeCallback = Callable[[str, "str | None", "str | None"], object]
 
 
+class Watched(Protocol):
+    """What a watch needs of the Loader (described here so that this module never
+    imports ``loader``, which imports it lazily: no cycle, not even for types)."""
+
+    @property
+    def secret_dirs(self) -> tuple[str, ...]: ...
+
+    def get(self, name: str) -> Secret | None: ...
+
+    def _path_of(self, name: str) -> str | None: ...
+
+
 class SecretWatch:
     """A running ``Loader.watch``: call :meth:`stop` or use it as a context manager."""
 
     def __init__(
         self,
-        loader: Loader,
+        loader: Watched,
         callback: ChangeCallback,
         names: Iterable[str],
         *,

@@ -1,17 +1,29 @@
 """``Explanation``: where a secret came from and what it shadowed, never the value.
 
-Returned by ``Loader.explain`` and printed by ``agentos-secrets explain``. It is a plain
-immutable ``__slots__`` class rather than a dataclass because ``dataclasses`` (through
-``inspect``) would add several milliseconds to ``import agentos_secrets``.
+Returned by ``Loader.explain`` (built by :func:`explain`) and printed by
+``agentos-secrets explain``. It is a plain immutable ``__slots__`` class rather than a
+dataclass because ``dataclasses`` (through ``inspect``) would add several milliseconds to
+``import agentos_secrets``.
+
+Paths are shown through ``files.shown_path``: a ``NAME_FILE`` value that is not an
+absolute path is never echoed (it is most often the secret itself, set in the wrong
+variable); errors carry only what ``SecretError`` messages carry (names and paths).
 """
 
 from __future__ import annotations
 
+from .errors import SecretError
+from .files import shown_path
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
-__all__ = ["Explanation"]
+    from .grace import GraceWindow
+    from .sources import Chain, FileReader
+
+__all__ = ["Explanation", "explain"]
 
 _FIELDS = (
     "name",
@@ -141,3 +153,88 @@ class Explanation:
             lines.append(f"  error: {self.error}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def _never_rotates(path: str) -> str | None:
+    """Why the file at ``path`` can never change, or None: a single mounted file.
+
+    That is what a Secret mounted with ``subPath`` looks like, and the kubelet never
+    updates it (kubernetes issue 50345). ``watch.layout_of`` is the one place that knows.
+    """
+    from .watch import layout_of  # reads /proc/self/mountinfo; explain() only
+
+    layout = layout_of(path)
+    return layout.warning if layout.kind == "mounted-file" else None
+
+
+def explain(
+    key: str,
+    chain: Chain,
+    read: FileReader,
+    error_of: Callable[[str], SecretError | None],
+    window: GraceWindow,
+) -> Explanation:
+    """What ``Loader.explain`` returns for the normalised ``key``; never raises for a
+    broken source (its error is reported). ``read`` reads a file origin (the live
+    cache), ``error_of(path)`` is the re-read error its kept value masks, ``window`` the
+    values ``verify`` still accepts after a rotation."""
+    located = chain.locate(key, exhaustive=True)
+    shadowed = tuple(o.describe() for o in located.shadowed)
+    conflict = None
+    if located.conflict:
+        conflict = f"{key} and {key}_FILE are both set; on_conflict={chain.on_conflict!r}"
+    origin = located.chosen
+    failure: str | None = None
+    try:
+        secret = chain.resolve(key, read, located=located, quiet=True)[1]
+    except SecretError as exc:
+        failure = str(exc)  # names and paths only; kept outside the except block
+        secret = None
+    if failure is not None:
+        return Explanation(
+            name=key,
+            found=False,
+            source=origin.kind if origin else None,
+            variable=origin.variable if origin else None,
+            path=shown_path(origin.path) if origin and origin.path else None,
+            rotates=bool(origin and origin.rotates),
+            shadowed=shadowed,
+            conflict=conflict,
+            error=failure,
+        )
+    if secret is None or origin is None:
+        return Explanation(name=key, found=False, shadowed=shadowed, conflict=conflict)
+    notes: list[str] = []
+    error = None
+    rotates = origin.rotates
+    if origin.path is not None:
+        masked = error_of(origin.path)
+        if masked is not None:
+            error = str(masked)
+            notes.append("the last re-read failed; the last good value is kept")
+        frozen = _never_rotates(origin.path)
+        if frozen is not None:
+            rotates = False
+            notes.append(frozen)
+    kept = window.count(key)
+    if kept:
+        notes.append(
+            f"verify() also accepts {kept} value(s) replaced by a rotation in the last"
+            f" {window.grace:g} s"
+        )
+    previous = chain.locate(key + "_PREVIOUS").chosen
+    if previous is not None:
+        notes.append(f"verify() also accepts {key}_PREVIOUS from {previous.describe()}")
+    return Explanation(
+        name=key,
+        found=True,
+        source=origin.kind,
+        variable=origin.variable,
+        path=shown_path(origin.path) if origin.path else None,
+        rotates=rotates,
+        shadowed=shadowed,
+        conflict=conflict,
+        error=error,
+        fingerprint=secret.fingerprint(),
+        notes=tuple(notes),
+    )

@@ -45,6 +45,7 @@ __all__ = [
     "iter_keys",
     "read_secret_file",
     "shown_path",
+    "volume_of",
 ]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (import cost)
@@ -340,6 +341,22 @@ def current_generation(directory: str) -> str | None:
         return os.readlink(os.path.join(directory, DATA_LINK))
     except OSError:
         return None
+
+
+def volume_of(path: str) -> tuple[str, str] | None:
+    """``(directory, key)`` when ``path`` is a key of a kubelet volume, else None.
+
+    Dot-entries (``..data``, generation dirs) are never keys. The directory is
+    normalised (``/v/./K``, ``/v//K``), so that every key of one volume is read in the
+    same generation, whichever way its path was written.
+    """
+    directory, key = os.path.split(path)
+    if not key or key.startswith(".") or not directory:
+        return None
+    directory = os.path.normpath(directory)
+    if not is_kubelet_volume(directory):
+        return None
+    return directory, key
 
 
 def iter_keys(directory: str) -> Iterator[str]:
