@@ -13,9 +13,10 @@ It stands in for one of the platform's Go services (``model-policy`` by default)
   ``stat`` per call), so authentication does not wait for the reload; a real service
   reloads connection pools, keys loaded into crypto objects and the like;
 * ``GET /-/status``: reload times and verification counts, for the demo's timeline;
-* ``GET /metrics``: the verify counters ``agentos-secrets rotate`` reads before it drops
-  an old value (``agentos_secrets_verify_total{name,result}`` and
-  ``agentos_secrets_verify_last_previous_timestamp_seconds{name}``, Prometheus text). Like
+* ``GET /metrics``: the Loader's verify counters (``agentos_secrets.prometheus``:
+  ``agentos_secrets_verify_total{name,result}`` and
+  ``agentos_secrets_verify_last_previous_timestamp_seconds{name}``), which
+  ``agentos-secrets rotate`` reads before it drops an old value. Like
   an AgentOS service in ``prod`` it requires the service token, in
   ``Authorization: Bearer`` or in ``X-AgentOS-Token`` (kube-apiserver's pod proxy strips
   ``Authorization``); these checks are not counted.
@@ -51,50 +52,34 @@ TOKEN_NAME = "AGENTOS_SERVICE_TOKEN"
 class ServiceState:
     """What the service knows: its Loader, its reloads and its verification counts."""
 
-    def __init__(self, loader: Loader, secret_dir: str, service: str) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge
+    def __init__(self, loader: Loader, secret_dir: str, service: str, grace: float) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from agentos_secrets.prometheus import register_verify_metrics
 
         self.loader = loader
+        # /metrics checks its caller with a Loader of its own: a scrape made with the
+        # old token must not count as a 'previous' match (rotate waits for those to stop)
+        self.metrics_loader = Loader(secret_dirs=[secret_dir], grace=grace)
         self.secret_dir = secret_dir
         self.service = service
         self.lock = threading.Lock()
         self.reloads: list[dict[str, Any]] = []
         self.verified: dict[str, int] = {"current": 0, "previous": 0, "rejected": 0}
         self.registry = CollectorRegistry()
-        self.verify_total = Counter(
-            "agentos_secrets_verify",
-            "Loader.verify results of incoming requests, per secret name",
-            ["name", "result"],
-            registry=self.registry,
-        )
-        self.last_previous = Gauge(
-            "agentos_secrets_verify_last_previous_timestamp_seconds",
-            "Unix time of the last request accepted as the previous value (0: never)",
-            ["name"],
-            registry=self.registry,
-        )
-        for result in self.verified:
-            self.verify_total.labels(TOKEN_NAME, result)
-        self.last_previous.labels(TOKEN_NAME).set(0)
-
-    def check(self, presented: str | None) -> str | None:
-        """``current``, ``previous`` or None, without counting it."""
-        if not presented:
-            return None
-        try:
-            return self.loader.verify(TOKEN_NAME, presented)
-        except SecretError:
-            return None  # no token configured: nothing can be accepted
+        register_verify_metrics(loader, self.registry)
 
     def verify(self, header: str | None) -> str | None:
         """``current``, ``previous`` (inside the grace window) or None (rejected)."""
         scheme, _, presented = (header or "").partition(" ")
-        result = self.check(presented) if scheme == "Bearer" else None
+        result: str | None = None
+        if scheme == "Bearer" and presented:
+            try:
+                result = self.loader.verify(TOKEN_NAME, presented)
+            except SecretError:
+                result = None  # no token configured: nothing can be accepted
         with self.lock:
             self.verified[result or "rejected"] += 1
-        self.verify_total.labels(TOKEN_NAME, result or "rejected").inc()
-        if result == "previous":
-            self.last_previous.labels(TOKEN_NAME).set(time.time())
         return result
 
     def metrics(self, headers: Any) -> bytes | None:
@@ -102,10 +87,14 @@ class ServiceState:
         from prometheus_client import generate_latest
 
         scheme, _, bearer = (headers.get("Authorization") or "").partition(" ")
-        presented = headers.get("X-AgentOS-Token") or (bearer if scheme == "Bearer" else "")
-        if self.check(presented.strip()) is None:
-            return None
-        return bytes(generate_latest(self.registry))
+        presented = (headers.get("X-AgentOS-Token") or (bearer if scheme == "Bearer" else ""))
+        try:
+            allowed = bool(presented.strip()) and (
+                self.metrics_loader.verify(TOKEN_NAME, presented.strip()) is not None
+            )
+        except SecretError:
+            allowed = False
+        return bytes(generate_latest(self.registry)) if allowed else None
 
     def reload(self) -> dict[str, Any]:
         """Re-resolve every key of the volume; return the fingerprints now in use."""
@@ -187,7 +176,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def serve(secret_dir: str, *, port: int, grace: float, service: str) -> None:
     """Serve until SIGTERM/SIGINT."""
     loader = Loader(secret_dirs=[secret_dir], grace=grace)
-    state = ServiceState(loader, secret_dir, service)
+    state = ServiceState(loader, secret_dir, service, grace)
     state.reload()  # resolve at start-up, like the real services
     handler = type("BoundHandler", (Handler,), {"state": state})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)

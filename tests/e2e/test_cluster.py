@@ -208,7 +208,7 @@ def test_the_services_verify_counters_through_the_pod_proxy(canary):
         # the metrics request itself, made with the previous token, is not counted
         assert samples[("agentos_secrets_verify_total", "current")] == 1
         assert samples[("agentos_secrets_verify_total", "previous")] == 1
-        assert samples[("agentos_secrets_verify_total", "rejected")] == 1
+        assert samples[("agentos_secrets_verify_total", "none")] == 1
         last = samples[("agentos_secrets_verify_last_previous_timestamp_seconds", "")]
         assert before <= last <= time.time()
         canary.assert_absent(text, pod.service.output())
