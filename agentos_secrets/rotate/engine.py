@@ -311,7 +311,7 @@ class Engine:
         if exc.status == 403:
             return RotateError(
                 f"{node.where}: permission denied {doing}: {exc.message}. The operator needs"
-                " the Role in deploy/k8s/components/rotate-operator (get/patch on this"
+                " the Role in deploy/k8s/rbac-rotate (get/patch on this"
                 " Secret, list pods and workloads, get pods/proxy); see docs/rotate.md"
             )
         if exc.status == 401:

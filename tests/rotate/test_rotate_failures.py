@@ -108,7 +108,7 @@ def test_rbac_403_on_the_secret_is_explained(api, kubeconfig):
     assert code == 1
     assert "permission denied writing phase staged" in err
     assert "cannot patch resource \"secrets\"" in err
-    assert "deploy/k8s/components/rotate-operator" in err
+    assert "deploy/k8s/rbac-rotate" in err
 
 
 def test_rbac_403_on_pods_proxy_fails_the_gate_at_once(api, kubeconfig):
