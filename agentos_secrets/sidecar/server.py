@@ -9,10 +9,15 @@
   for a native sidecar's ``startupProbe`` (the app starts only after it passes, so a
   probe that waits for the app's process would deadlock the pod, kiwigrid issue 432).
 * ``/metrics``: Prometheus text. With ``AGENTOS_METRICS_REQUIRE_AUTH=1`` (as every AgentOS
-  service in ``prod``) it needs ``Authorization: Bearer <AGENTOS_SERVICE_TOKEN>``; the
-  token is resolved through the :class:`~agentos_secrets.Loader` on every request (so it
-  follows rotations) and checked with ``Loader.verify`` (current, or previous within its
-  grace window), in constant time.
+  service in ``prod``) it needs ``Authorization: Bearer <AGENTOS_SERVICE_TOKEN>`` or
+  ``X-AgentOS-Token: <AGENTOS_SERVICE_TOKEN>`` (kube-apiserver deletes the
+  ``Authorization`` header of a request it authenticated before proxying it to a pod,
+  so through ``pods/proxy`` only the second reaches us); the token is resolved through
+  the :class:`~agentos_secrets.Loader` on every request (so it follows rotations) and
+  checked with ``Loader.verify`` (current, or previous within its grace window), in
+  constant time.
+* ``/status``: per key, the mounted and applied fingerprints (:mod:`.status`, versioned,
+  ``docs/contracts.md``); the same authentication as ``/metrics``.
 
 Responses carry names, reasons and fingerprints only; never a value or a raw hash.
 The standard library server keeps the image small; one thread per request is plenty
@@ -30,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
+from ..booleans import BooleanSettingError, parse_bool
 from ..errors import SecretError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +48,9 @@ __all__ = ["MetricsAuth", "Server"]
 logger = logging.getLogger("agentos_secrets.sidecar")
 
 TOKEN_NAME = "AGENTOS_SERVICE_TOKEN"  # noqa: S105 - a variable name, not a token
+REQUIRE_AUTH = "AGENTOS_METRICS_REQUIRE_AUTH"
+#: The header that carries the token through kube-apiserver's pod proxy.
+TOKEN_HEADER = "X-AgentOS-Token"  # noqa: S105 - a header name, not a token
 
 #: Seconds a connection may stay silent before it is closed. Each connection holds a
 #: thread, and the port is open to the cluster: idle ones must not pile up.
@@ -64,11 +73,18 @@ class MetricsAuth:
         *,
         secret_dirs: Sequence[str] = (),
     ) -> None:
-        self.required = env.get("AGENTOS_METRICS_REQUIRE_AUTH", "").strip() == "1"
+        self._setting_problem: str | None = None
+        try:
+            self.required = parse_bool(REQUIRE_AUTH, env.get(REQUIRE_AUTH), default=False)
+        except BooleanSettingError as exc:
+            # Fail closed: a switch that cannot be read is on.
+            self.required = True
+            self._setting_problem = f"{exc}; authentication is required"
+            logger.warning("metrics auth: %s", self._setting_problem)
+        self.problem: str | None = self._setting_problem
         self._env = env
         self._secret_dirs = tuple(secret_dirs)
         self._loader = loader
-        self.problem: str | None = None
 
     def _get_loader(self) -> Loader:
         if self._loader is None:
@@ -77,14 +93,18 @@ class MetricsAuth:
             self._loader = Loader(env=self._env, secret_dirs=self._secret_dirs)
         return self._loader
 
-    def allowed(self, authorization: str | None) -> bool:
+    def allowed(self, authorization: str | None, token_header: str | None = None) -> bool:
+        """Whether a request may read ``/metrics`` or ``/status``: auth is off, or
+        ``X-AgentOS-Token: <token>`` (``token_header``) or ``Authorization: Bearer
+        <token>`` holds a token ``Loader.verify`` accepts. When both are sent, the
+        ``X-AgentOS-Token`` header is the one checked."""
         if not self.required:
             return True
-        if not authorization:
-            return False
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = (token_header or "").strip()
+        if not token and authorization:
+            scheme, _, bearer = authorization.partition(" ")
+            token = bearer.strip() if scheme.lower() == "bearer" else ""
+        if not token:
             return False
         loader = self._get_loader()
         try:
@@ -95,13 +115,17 @@ class MetricsAuth:
                 self.problem = str(exc)
                 logger.warning("metrics auth cannot resolve %s: %s", TOKEN_NAME, exc)
             return False
-        self.problem = None
+        self.problem = self._setting_problem
         return ok
 
 
 def _make_handler(
     engine: Engine, metrics: Metrics, auth: MetricsAuth, clock: Callable[[], float]
 ) -> type[BaseHTTPRequestHandler]:
+    from . import status
+
+    pod = status.pod_name()
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "agentos-secrets-sidecar"
         sys_version = ""
@@ -110,8 +134,19 @@ def _make_handler(
         def log_message(self, format: str, *args: object) -> None:
             pass  # probes every few seconds would drown the useful lines
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
+        def _authorized(self) -> bool:
+            allowed = auth.allowed(
+                self.headers.get("Authorization"), self.headers.get(TOKEN_HEADER)
+            )
+            metrics.set_warning("metrics_auth", 1 if auth.problem else 0)
+            return allowed
+
+        def _send(
+            self, code: int, body: bytes, content_type: str, *, authenticate: bool = False
+        ) -> None:
+            self.send_response(code)
+            if authenticate:
+                self.send_header("WWW-Authenticate", 'Bearer realm="metrics"')
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
@@ -131,10 +166,15 @@ def _make_handler(
                 self._json(*engine.readiness(clock()))
             elif path == "/startupz":
                 self._json(*engine.startup(clock()))
+            elif path == "/status":
+                if not self._authorized():
+                    body = json.dumps(status.unauthorized()).encode()
+                    self._send(401, body, "application/json", authenticate=True)
+                    return
+                body = json.dumps(status.document(engine, clock(), pod=pod)).encode()
+                self._send(200, body, "application/json")
             elif path == "/metrics":
-                allowed = auth.allowed(self.headers.get("Authorization"))
-                metrics.set_warning("metrics_auth", 1 if auth.problem else 0)
-                if not allowed:
+                if not self._authorized():
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Bearer realm="metrics"')
                     self.send_header("Content-Length", "0")

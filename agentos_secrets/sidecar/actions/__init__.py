@@ -51,6 +51,10 @@ def build(config: Config) -> Action:
             raise ConfigError(
                 f"--signal (AGENTOS_SIDECAR_SIGNAL): unknown signal {config.signal!r}"
             ) from None
+    if config.action == "none":
+        from .none import NoAction
+
+        return NoAction()
     if config.action == "exec":
         from .exec import ExecAction
 
