@@ -21,8 +21,7 @@ def _spawn(kubeconfig, *args: str) -> subprocess.Popen[bytes]:
 
 
 def test_two_concurrent_rotations_one_wins_the_other_stops_cleanly(api, kubeconfig):
-    for index in range(2):
-        SimPod(api, f"p{index}")
+    pods = [SimPod(api, f"p{index}", frozen=True) for index in range(2)]
     states = [api.secret_data(NS, SECRET)]
 
     def hook(record):
@@ -32,8 +31,16 @@ def test_two_concurrent_rotations_one_wins_the_other_stops_cleanly(api, kubeconf
                 states.append(data)
 
     api.on_request = hook
-    first = _spawn(kubeconfig, "--generate")
-    second = _spawn(kubeconfig, "--generate")
+    first = _spawn(kubeconfig, "--generate", "--gate-timeout", "60")
+    second = _spawn(kubeconfig, "--generate", "--gate-timeout", "60")
+    # Kubelets hold until both processes have read the Secret, so the two overlap:
+    # the loser either sees the winner's phase or loses the write race (409).
+    deadline = time.monotonic() + 60
+    while sum(1 for r in api.requests if r.method == "GET" and r.path.endswith(SECRET)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    for pod in pods:
+        pod.frozen = False
     results = [p.communicate(timeout=120) for p in (first, second)]
     codes = sorted([first.returncode, second.returncode])
     errors = b"".join(err for _, err in results).decode()
