@@ -311,7 +311,7 @@ class Engine:
         if exc.status == 403:
             return RotateError(
                 f"{node.where}: permission denied {doing}: {exc.message}. The operator needs"
-                " the Role in deploy/k8s/components/rotate-operator (get/patch on this"
+                " the Role in deploy/k8s/rbac-rotate (get/patch on this"
                 " Secret, list pods and workloads, get pods/proxy); see docs/rotate.md"
             )
         if exc.status == 401:
@@ -557,8 +557,11 @@ class Engine:
                             new_fingerprint=self.fp_new, run=self.run_id)
         return self._forward()
 
-    def _load_in_progress(self, verb: str) -> None:
-        """Read every node's state and values back from the cluster (resume, abort)."""
+    def _load_in_progress(self, verb: str) -> bool:
+        """Read every node's state and values back from the cluster (resume, abort).
+
+        False when nothing is in progress because the last rotation of the key finished.
+        """
         key, previous = self.settings.key, self.settings.previous
         news: set[bytes] = set()
         for node in self.nodes:
@@ -586,6 +589,14 @@ class Engine:
                     f" (phase {phase}); it was changed outside rotate. Inspect it by hand", 1)
             news.add(new)
         if not news:
+            finished = {n.raw_phase for n in self.nodes if n.secret is not None
+                        and n.secret.annotations.get(A_KEY) == key}
+            if finished and finished <= {DONE, ABORTED} and len(finished) == 1:
+                # e.g. killed right after its last write: the goal is reached already
+                last = finished.pop()
+                self.reporter.event(verb, f"nothing to {verb}: the last rotation of {key} is"
+                                    f" {last} already", phase=last)
+                return False
             raise RotateError(f"nothing to {verb}: no rotation of {key} is in progress", 2)
         if len(news) > 1:
             raise RotateError("the contexts hold different new values; resolve by hand", 1)
@@ -608,15 +619,18 @@ class Engine:
         phases = ", ".join(f"{n.label}: {n.phase or 'none'}" for n in self.nodes)
         self.reporter.event(verb, f"{verb} {key} -> {self.fp_new} (run {self.run_id}) from"
                             f" {phases}", key=key, new_fingerprint=self.fp_new, run=self.run_id)
+        return True
 
     def resume(self) -> int:
-        self._load_in_progress("resume")
+        if not self._load_in_progress("resume"):
+            return 0
         if any(n.phase == ROLLING_BACK for n in self.nodes):
             return self._rollback()
         return self._forward()
 
     def abort(self) -> int:
-        self._load_in_progress("abort")
+        if not self._load_in_progress("abort"):
+            return 0
         phases = {n.phase for n in self.nodes}
         if DROPPED in phases or DONE in phases:
             self.reporter.event("abort", "the old value is already dropped on at least one"

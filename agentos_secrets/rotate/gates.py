@@ -48,6 +48,8 @@ class Expect:
                     return f"still mounts {key}"
                 continue
             if mounted != fingerprint:
+                if mounted is None and entry is not None and entry.reason:
+                    return f"{key} not readable in the pod yet ({entry.reason})"
                 what = "nothing" if mounted is None else "another value"
                 return f"still mounts {what} under {key} (kubelet has not synced)"
             applied = entry.applied if entry else None

@@ -33,6 +33,7 @@ class KeyStatus:
     mounted: str | None
     applied: str | None
     pending: bool
+    reason: str | None = None  # why mounted is null (e.g. "deriving", "unreadable")
 
 
 @dataclass
@@ -44,6 +45,12 @@ class PodStatus:
     action: str = ""
     action_error: str | None = None
     ready: bool | None = None
+
+
+def _short(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return "".join(c for c in value[:64] if c.isprintable())
+    return None
 
 
 def _fp(value: Any) -> str | None:
@@ -74,6 +81,7 @@ def parse_status(body: bytes) -> PodStatus:
             mounted=_fp(entry.get("mounted")),
             applied=_fp(entry.get("applied")),
             pending=entry.get("pending") is True,
+            reason=_short(entry.get("reason")),
         )
     action = document.get("action")
     result.action = action if isinstance(action, str) and len(action) < 32 else ""

@@ -188,6 +188,9 @@ class Engine:
         if saved is None or self.passive:
             self.applied, self.applied_fp = self.seen, fingerprint
             self.keys.mark_applied()
+            # The baseline is saved before start-up ends (a kill right after must not
+            # lose it), and again with the per-key fingerprints once they are derived.
+            self._save(fingerprint)
             self._save_due = True
             _log(logging.INFO, "baseline recorded; no action", fingerprint=fingerprint,
                  keys=self.detector.key_count(), action=self.action.kind)

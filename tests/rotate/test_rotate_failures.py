@@ -108,7 +108,7 @@ def test_rbac_403_on_the_secret_is_explained(api, kubeconfig):
     assert code == 1
     assert "permission denied writing phase staged" in err
     assert "cannot patch resource \"secrets\"" in err
-    assert "deploy/k8s/components/rotate-operator" in err
+    assert "deploy/k8s/rbac-rotate" in err
 
 
 def test_rbac_403_on_pods_proxy_fails_the_gate_at_once(api, kubeconfig):
@@ -349,3 +349,21 @@ def test_secret_with_previous_key_already_is_refused(api, kubeconfig):
 def test_resume_with_nothing_in_progress_is_bad_usage(api, kubeconfig):
     code, _, err = rotate(kubeconfig, KEY, "--resume", *FAST)
     assert code == 2 and "nothing to resume" in err
+
+
+def test_abort_while_staged_removes_the_new_value(api, kubeconfig, canary, tmp_path):
+    pod = SimPod(api, "p0", frozen=True)
+    code, _, _ = rotate(kubeconfig, KEY, "--from-file", _value(tmp_path, canary.value_bytes),
+                        *SHORT)
+    assert code == 1
+    assert api.secret_data(NS, SECRET)[PREV] == canary.value_bytes
+    pod.frozen = False
+    code, out, err = rotate(kubeconfig, KEY, "--abort", "--output", "json", *FAST)
+    assert code == 0, out + err
+    assert [e["phase"] for e in events(out) if e["event"] == "write"] == ["staged", "aborted"]
+    assert PREV not in api.secret_data(NS, SECRET)
+    assert api.secret_data(NS, SECRET)[KEY] == OLD
+    assert annotations(api)["rotate.agentos.dev/phase"] == "aborted"
+    canary.assert_absent(out, err)
+    code, _, err = rotate(kubeconfig, KEY, "--abort", *FAST)
+    assert code == 0 and "the last rotation of AGENTOS_SERVICE_TOKEN is aborted already" in err

@@ -56,7 +56,7 @@ def test_full_rotation_stages_switches_drops_and_never_leaks(api, kubeconfig, tm
             canary.assert_absent(request.body, request.path)
             assert encoded not in request.body
         canary.assert_absent(json.dumps({k: v for k, v in request.headers.items()
-                                         if k != "X-AgentOS-Token"}))
+                                         if k.lower() != "x-agentos-token"}))
     # /status was read with the old token first: the new one is presented only once the
     # old one is gone (drop gate), and only in X-AgentOS-Token through pods/proxy.
     for pod in pods:
