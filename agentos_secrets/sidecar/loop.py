@@ -47,6 +47,7 @@ from .keys import KeyTracker
 from .recorder import Recorder
 from .retry import Backoff
 from .state import State, StateError, StateFile, StateNotOurs
+from .status import listable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..watch import DirectoryWatcher
@@ -463,6 +464,8 @@ class Engine:
         keys, _truncated = self.keys.snapshot()
         labels: set[tuple[str, str]] = set()
         for key in keys:
+            if not listable(key.name):
+                continue
             label = (str(key.watch), key.name)
             labels.add(label)
             self.metrics.key_pending.labels(*label).set(

@@ -354,3 +354,23 @@ def test_the_sidecar_records_per_key_state_off_the_loop_thread(tmp_path):
                     "OTHER": fingerprint_bytes(b"x")}
     assert _key(_status(rig))["applied"] == fingerprint_bytes(b"v1")
     rig.engine.close()
+
+
+def test_odd_file_names_are_left_out_of_status_and_metrics(tmp_path):
+    rig = Rig(tmp_path)
+    directory = os.fsencode(rig.writer.target_dir)
+    generation = os.fsencode(rig.writer.current_generation())
+    with open(os.path.join(directory, generation, b"bad-\xff-name"), "wb") as handle:
+        handle.write(b"v")
+    os.symlink(b"..data/bad-\xff-name", os.path.join(directory, b"bad-\xff-name"))
+    long_name = "L" * 254  # one more than a Kubernetes key may have
+    with open(os.path.join(rig.writer.target_dir, long_name), "w") as handle:
+        handle.write("v")
+    rig.start()
+    rig.run_for(1)
+    status = _status(rig)
+    assert status["truncated"] is True
+    assert sorted(k["name"] for k in status["keys"]) == ["AGENTOS_SERVICE_TOKEN", "OTHER"]
+    json.dumps(status).encode("utf-8")
+    body, _ = rig.metrics.render()  # renders: no label it cannot encode
+    assert b"key_pending" in body and long_name.encode() not in body
