@@ -118,21 +118,30 @@ class KeyTracker:
 
     def _refresh_one(self, index: int) -> None:
         path = self.paths[index]
-        if os.path.isdir(path):
-            directory = path
-            names = [n for n in iter_keys(path) if not os.path.isdir(os.path.join(path, n))]
-        else:
-            directory, names = os.path.dirname(path), [os.path.basename(path)]
-            if not os.path.isdir(directory):
-                names = []
         with self._lock:
             others = sum(len(v) for i, v in self._names.items() if i != index)
         room = max(0, self.max_keys - others)
-        kept, skipped = names[:room], len(names) - min(len(names), room)
+        kept: list[str] = []
+        more = False
+        if os.path.isdir(path):
+            directory = path
+            for name in iter_keys(path):  # stat only up to the cap, not a huge directory
+                if os.path.isdir(os.path.join(path, name)):
+                    continue
+                if len(kept) == room:
+                    more = True
+                    break
+                kept.append(name)
+        else:
+            directory = os.path.dirname(path)
+            if os.path.isdir(directory):
+                kept, more = [os.path.basename(path)][:room], room == 0
+        # Values live until the lock below decides which ones still need a derivation
+        # (deciding earlier would race with the pruning of known fingerprints).
         readings = {name: self._read(os.path.join(directory, name)) for name in kept}
         with self._lock:
             self._names[index] = kept
-            self._skipped[index] = skipped
+            self._skipped[index] = 1 if more else 0
             for key in [k for k in self._mounted if k[0] == index and k[1] not in readings]:
                 del self._mounted[key]
             for name, (mounted, value) in readings.items():
