@@ -47,6 +47,7 @@ from .keys import KeyTracker
 from .recorder import Recorder
 from .retry import Backoff
 from .state import State, StateError, StateFile, StateNotOurs
+from .status import listable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..watch import DirectoryWatcher
@@ -84,7 +85,6 @@ class Engine:
         wall: Callable[[], float] = time.time,
         fingerprint: Callable[[bytes], str] = fingerprint_bytes,
         record_in_background: bool = False,
-        keys: KeyTracker | None = None,
     ) -> None:
         self.detector = detector
         self.action = action
@@ -99,7 +99,9 @@ class Engine:
         self.clock = clock
         self.wall = wall
         self._fingerprint = fingerprint
-        self.keys = keys if keys is not None else KeyTracker(detector.paths)
+        self.keys = KeyTracker(detector.paths, fingerprint=fingerprint,
+                               on_derived=self._after_derive)
+        self._background_keys = record_in_background
         #: ``--action none``: what is mounted is what the app uses.
         self.passive = bool(getattr(action, "passive", False))
 
@@ -150,11 +152,13 @@ class Engine:
         """Wait until every success is recorded in the state file."""
         if self._recorder is not None:
             self._recorder.flush(timeout)
+        self.keys.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush, then stop the background recorder's thread (before exiting)."""
         if self._recorder is not None:
             self._recorder.close(timeout)
+        self.keys.close(timeout)
 
     # -- start-up -----------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -247,12 +251,12 @@ class Engine:
                 self.detected_at = None
         if self.desired and not self.coalescer.pending:
             self._maybe_attempt(now)  # before the slow per-key derivations
-        self.keys.derive()
-        if self._save_due:
-            self._save_due = False
-            with self._record_lock:
-                if self.applied is not None and self.applied_fp is not None:
-                    self._save(self.applied_fp)
+        if self._background_keys:
+            self.keys.request()  # the next rotation must not wait for PBKDF2
+        else:
+            self.keys.derive()
+        if self._save_due and self.keys.idle():
+            self._after_derive()  # nothing to derive (no readable key)
         if changed:  # logged after a --debounce 0 action, not in its way
             _log(logging.INFO, "content change detected",
                  where=sorted(dirty) if not full else "re-check",
@@ -284,12 +288,24 @@ class Engine:
             self.breaker.record(now)
         self._attempt(target)
 
+    def _after_derive(self) -> None:
+        """Per-key fingerprints were derived (any thread): save the start-up's state."""
+        if not self._save_due:
+            return
+        with self._record_lock:
+            if not self._save_due or not self.keys.idle():
+                return
+            self._save_due = False
+            if self.applied is not None and self.applied_fp is not None:
+                self._save(self.applied_fp)
+
     def _take_up(self) -> None:
         """``--action none``: the app reads through the Loader, so mounted is applied."""
         self.applied = self.seen
         self._save_due = False  # saved below
         self.keys.mark_applied()
         self.keys.derive()
+        self.keys.wait(5.0)  # a batch in flight on the background thread
         fingerprint = self._fingerprint(self.seen)
         with self._record_lock:
             self.applied_fp = fingerprint
@@ -333,11 +349,11 @@ class Engine:
                 "duration_ms": round(duration * 1000, 2),
                 "detection_to_action_ms": None if latency is None else round(latency * 1000, 2),
             }
-            if fingerprint or self._recorder is None:
+            if self._recorder is None:
                 self._record(target, fingerprint, fields)
             else:
-                # The ~20 ms derivation would delay the reaction to a next rotation.
-                self._recorder.submit(target, fields)
+                # The ~20 ms derivations would delay the reaction to a next rotation.
+                self._recorder.submit(target, fields, fingerprint)
             return
         if error.retryable:
             delay = self.backoff.next_delay()
@@ -366,6 +382,7 @@ class Engine:
         """Derive the fingerprint if needed, save it, log the success (any thread)."""
         fingerprint = fingerprint or self._fingerprint(target)
         self.keys.derive()  # the per-key fingerprints the state file keeps
+        self.keys.wait(5.0)
         with self._record_lock:
             if self.applied == target:  # a newer success may have overtaken this one
                 self.applied_fp = fingerprint
@@ -447,6 +464,8 @@ class Engine:
         keys, _truncated = self.keys.snapshot()
         labels: set[tuple[str, str]] = set()
         for key in keys:
+            if not listable(key.name):
+                continue
             label = (str(key.watch), key.name)
             labels.add(label)
             self.metrics.key_pending.labels(*label).set(

@@ -3,7 +3,8 @@
 The document (``docs/contracts.md``, "GET /status") holds names, indexes, fingerprints,
 reason codes and times: never a value, a raw hash or a watched path. It is bounded:
 at most :data:`~.keys.MAX_KEYS` keys (then ``"truncated": true``), key names over
-:data:`MAX_NAME_CHARS` characters are left out (and counted as truncated), and the
+:data:`MAX_NAME_CHARS` characters or not valid UTF-8 are left out (and counted as
+truncated), and the
 action's error is cut to a short reason.
 """
 
@@ -11,19 +12,33 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .loop import Engine
 
-__all__ = ["MAX_NAME_CHARS", "VERSION", "document", "pod_name", "unauthorized"]
+__all__ = ["MAX_NAME_CHARS", "VERSION", "document", "listable", "pod_name", "unauthorized"]
 
 VERSION = 1
 #: A Kubernetes Secret key is at most 253 characters.
 MAX_NAME_CHARS = 253
 _MAX_ERROR_CHARS = 200
 _MAX_POD_CHARS = 253
+
+
+def listable(name: str) -> bool:
+    """Whether a key name is shown (``/status``, metric labels): at most 253 characters
+    and valid UTF-8 (a file name that is not decodes to lone surrogates, which neither
+    a JSON consumer nor the Prometheus exposition can carry). Kubernetes keys always are.
+    """
+    if len(name) > MAX_NAME_CHARS:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def pod_name() -> str:
@@ -35,7 +50,11 @@ def pod_name() -> str:
 def _rfc3339(wall: float | None) -> str | None:
     if wall is None:
         return None
-    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # time, not datetime: the sidecar's memory budget (30 MiB) has no room to spare.
+    micros = round(wall % 1 * 1e6)
+    if micros == 1_000_000:
+        wall, micros = wall + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{micros:06d}Z"
 
 
 def _short(error: str | None) -> str | None:
@@ -54,7 +73,7 @@ def document(engine: Engine, now: float, *, pod: str) -> dict[str, Any]:
     keys, truncated = engine.keys.snapshot()
     listed: list[dict[str, Any]] = []
     for key in keys:
-        if len(key.name) > MAX_NAME_CHARS:
+        if not listable(key.name):
             truncated = True
             continue
         listed.append({

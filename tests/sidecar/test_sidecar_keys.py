@@ -308,3 +308,69 @@ def test_the_state_file_keeps_per_key_fingerprints_only(rig, canary):
         "AGENTOS_SERVICE_TOKEN": fingerprint_bytes(canary.value_bytes),
         "OTHER": fingerprint_bytes(b"x"),
     }}
+
+
+def test_times_are_rfc3339_utc():
+    from datetime import UTC, datetime
+
+    from agentos_secrets.sidecar.status import _rfc3339
+
+    for wall in (0.0, 1.5, 1796145892.545039, 1796145892.9999999):
+        text = _rfc3339(wall)
+        assert text.endswith("Z")
+        parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert abs(parsed.timestamp() - wall) < 1e-6
+    assert _rfc3339(None) is None
+
+
+def test_background_derivation_then_wait_and_close(tmp_path):
+    import threading
+
+    writer = AtomicWriter(tmp_path / "vol")
+    writer.write({f"K{i}": f"v{i}" for i in range(5)})
+    derived = threading.Event()
+    tracker = KeyTracker([writer.target_dir], on_derived=derived.set)
+    tracker.refresh()
+    assert not tracker.idle()
+    tracker.request()
+    assert tracker.wait(30) and tracker.idle() and derived.is_set()
+    assert all(k.mounted == fingerprint_bytes(f"v{k.name[1]}".encode())
+               for k in tracker.snapshot()[0])
+    threads = [t for t in threading.enumerate() if t.name == "sidecar-keys"]
+    tracker.close()
+    assert threads and not any(t.is_alive() for t in threads)
+
+
+def test_the_sidecar_records_per_key_state_off_the_loop_thread(tmp_path):
+    rig = Rig(tmp_path, debounce=0.0, max_wait=0.0, min_interval=0.0, background=True,
+              uses_fingerprint=True)
+    rig.start()
+    rig.engine.step(rig.clock.t)
+    rig.rotate("v1")
+    rig.run_for(0.1)
+    rig.engine.flush()
+    keys = StateFile(rig.state_path).load().keys[rig.writer.target_dir]
+    assert keys == {"AGENTOS_SERVICE_TOKEN": fingerprint_bytes(b"v1"),
+                    "OTHER": fingerprint_bytes(b"x")}
+    assert _key(_status(rig))["applied"] == fingerprint_bytes(b"v1")
+    rig.engine.close()
+
+
+def test_odd_file_names_are_left_out_of_status_and_metrics(tmp_path):
+    rig = Rig(tmp_path)
+    directory = os.fsencode(rig.writer.target_dir)
+    generation = os.fsencode(rig.writer.current_generation())
+    with open(os.path.join(directory, generation, b"bad-\xff-name"), "wb") as handle:
+        handle.write(b"v")
+    os.symlink(b"..data/bad-\xff-name", os.path.join(directory, b"bad-\xff-name"))
+    long_name = "L" * 254  # one more than a Kubernetes key may have
+    with open(os.path.join(rig.writer.target_dir, long_name), "w") as handle:
+        handle.write("v")
+    rig.start()
+    rig.run_for(1)
+    status = _status(rig)
+    assert status["truncated"] is True
+    assert sorted(k["name"] for k in status["keys"]) == ["AGENTOS_SERVICE_TOKEN", "OTHER"]
+    json.dumps(status).encode("utf-8")
+    body, _ = rig.metrics.render()  # renders: no label it cannot encode
+    assert b"key_pending" in body and long_name.encode() not in body

@@ -253,3 +253,14 @@ def test_metrics_auth_prefers_the_proxy_header(tmp_path):
     assert MetricsAuth({"AGENTOS_METRICS_REQUIRE_AUTH": "off"}).allowed(None, None)
     closed = MetricsAuth({"AGENTOS_METRICS_REQUIRE_AUTH": "maybe"})
     assert closed.required and closed.problem and "maybe" not in closed.problem
+
+
+def test_action_none_needs_no_target_and_is_read_from_the_environment():
+    from agentos_secrets.sidecar.actions import build
+    from agentos_secrets.sidecar.config import parse
+
+    for argv, env in ((["--watch", "/x", "--action", "none"], {}),
+                      (["--watch", "/x"], {"AGENTOS_SIDECAR_ACTION": "none"})):
+        action = build(parse(argv, env=env))
+        assert action.kind == "none" and action.ready() is None
+        assert getattr(action, "passive", False) is True
