@@ -93,14 +93,15 @@ def _check_volumes(cluster: Cluster, timeline: Timeline, expected: bytes) -> Non
     )
 
 
-def _convergence(cluster: Cluster, timeline: Timeline, since: float) -> None:
-    """Per pod: the kubelet's delay for each volume update since ``since`` (a kubelet
-    that wakes up after two writes projects the latest: one update for both)."""
+def _convergence(cluster: Cluster, timeline: Timeline, written: dict[str, float]) -> None:
+    """Per pod: how long after each phase's write its volume held it (the kubelet's delay;
+    a kubelet that wakes up after two writes projects the latest, so both at once)."""
     for pod in cluster.pods:
-        delays = [
-            f"{p.written_at - p.seen_at:.1f}" for p in pod.kubelet.projections if p.seen_at >= since
-        ]
-        timeline.say(f"  {_short(pod)}: kubelet delays {', '.join(delays) or '-'} s")
+        parts = []
+        for name in ("staged", "switched", "dropped"):
+            after = [p.written_at for p in pod.kubelet.projections if p.written_at >= written[name]]
+            parts.append(f"{name} +{min(after) - written[name]:.1f} s" if after else f"{name} -")
+        timeline.say(f"  {_short(pod)}: volume updated {', '.join(parts)}")
 
 
 def _short(pod: Pod) -> str:
@@ -125,12 +126,13 @@ def _report_rotation(
         )
     else:
         timeline.check(False, f"{label}: phases written {sorted(first)}, expected {needed}")
+        return
     requests = _api_requests(cluster, since, until)
     timeline.say(
         f"{label}: {requests} API requests, {requests / len(cluster.pods):.1f} per pod"
         f" (a poll every {POLL_S:g} s; life: 2 s)"
     )
-    _convergence(cluster, timeline, since)
+    _convergence(cluster, timeline, first)
 
 
 def run(timeline: Timeline) -> None:

@@ -61,8 +61,9 @@ def test_mount_then_each_change_after_its_own_drawn_delay(tmp_path, canary):
     kubelet.start()
     try:
         store.put({"TOKEN": b"second"})
-        assert _wait(lambda: _value(str(tmp_path / "v")) == "second")
-        assert kubelet.mounted_version == "2"
+        # the version is recorded just after the volume's rename: wait for the record
+        assert _wait(lambda: kubelet.mounted_version == "2")
+        assert _value(str(tmp_path / "v")) == "second"
     finally:
         kubelet.stop()
     first, second = kubelet.projections
