@@ -73,15 +73,17 @@ class MetricsAuth:
         *,
         secret_dirs: Sequence[str] = (),
     ) -> None:
-        self._setting_problem: str | None = None
+        #: Set when ``AGENTOS_METRICS_REQUIRE_AUTH`` holds a word that is not a boolean:
+        #: auth is then required (fail closed) and the sidecar warns.
+        self.setting_problem: str | None = None
         try:
             self.required = parse_bool(REQUIRE_AUTH, env.get(REQUIRE_AUTH), default=False)
         except BooleanSettingError as exc:
             # Fail closed: a switch that cannot be read is on.
             self.required = True
-            self._setting_problem = f"{exc}; authentication is required"
-            logger.warning("metrics auth: %s", self._setting_problem)
-        self.problem: str | None = self._setting_problem
+            self.setting_problem = f"{exc}; authentication is required"
+            logger.warning("metrics auth: %s", self.setting_problem)
+        self.problem: str | None = self.setting_problem
         self._env = env
         self._secret_dirs = tuple(secret_dirs)
         self._loader = loader
@@ -115,7 +117,7 @@ class MetricsAuth:
                 self.problem = str(exc)
                 logger.warning("metrics auth cannot resolve %s: %s", TOKEN_NAME, exc)
             return False
-        self.problem = self._setting_problem
+        self.problem = self.setting_problem
         return ok
 
 
