@@ -18,9 +18,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from .loop import Engine
 
-__all__ = ["MAX_NAME_CHARS", "VERSION", "document", "listable", "pod_name", "unauthorized"]
+__all__ = [
+    "MAX_NAME_CHARS",
+    "TOKEN_HEADER",
+    "VERSION",
+    "document",
+    "listable",
+    "pod_name",
+    "unauthorized",
+]
 
 VERSION = 1
+#: The header that carries the token through kube-apiserver's pod proxy, which deletes
+#: ``Authorization`` (accepted by ``/status`` and ``/metrics``).
+TOKEN_HEADER = "X-AgentOS-Token"  # noqa: S105 - a header name, not a token
 #: A Kubernetes Secret key is at most 253 characters.
 MAX_NAME_CHARS = 253
 _MAX_ERROR_CHARS = 200
