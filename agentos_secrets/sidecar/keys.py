@@ -39,12 +39,28 @@ from ..files import DEFAULT_MAX_BYTES, iter_keys, read_secret_file
 from ..secret import fingerprint_bytes
 from ..watch import watch_directory
 
-__all__ = ["MAX_KEYS", "KeyStatus", "KeyTracker"]
+__all__ = ["MAX_KEYS", "MAX_NAME_CHARS", "KeyStatus", "KeyTracker", "listable"]
 
 #: Keys tracked and listed, over all watched paths.
 MAX_KEYS = 256
+#: A Kubernetes Secret key is at most 253 characters.
+MAX_NAME_CHARS = 253
 
 _Id = tuple[int, str]  # (index of the --watch path, key name)
+
+
+def listable(name: str) -> bool:
+    """Whether a key name is shown (``/status``, metric labels): at most 253 characters
+    and valid UTF-8 (a file name that is not decodes to lone surrogates, which neither
+    a JSON consumer nor the Prometheus exposition can carry). Kubernetes keys always are.
+    """
+    if len(name) > MAX_NAME_CHARS:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

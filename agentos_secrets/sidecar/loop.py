@@ -43,11 +43,10 @@ from ..secret import fingerprint_bytes
 from ..watch import Hint
 from .actions.base import Action, ActionError
 from .coalesce import Coalescer, StormBreaker
-from .keys import KeyTracker
+from .keys import KeyTracker, listable
 from .recorder import Recorder
 from .retry import Backoff
 from .state import State, StateError, StateFile, StateNotOurs
-from .status import listable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..watch import DirectoryWatcher

@@ -5,19 +5,19 @@
   "up" while the watch has been dead for hours (kiwigrid k8s-sidecar issue 621) hides
   exactly the failure that matters.
 * ``/readyz``: the baseline is recorded, the watches are up, the action has its target.
+* ``/status``: per key, the mounted and applied fingerprints (:mod:`.status`, versioned,
+  ``docs/contracts.md``), with the same authentication as ``/metrics``, where the token
+  may also come in ``X-AgentOS-Token`` (kube-apiserver deletes the ``Authorization``
+  header of a request it authenticated before proxying it to a pod: through
+  ``pods/proxy`` only that header reaches us).
 * ``/startupz``: the baseline is recorded and the watches are up, target not required:
   for a native sidecar's ``startupProbe`` (the app starts only after it passes, so a
   probe that waits for the app's process would deadlock the pod, kiwigrid issue 432).
 * ``/metrics``: Prometheus text. With ``AGENTOS_METRICS_REQUIRE_AUTH=1`` (as every AgentOS
-  service in ``prod``) it needs ``Authorization: Bearer <AGENTOS_SERVICE_TOKEN>`` or
-  ``X-AgentOS-Token: <AGENTOS_SERVICE_TOKEN>`` (kube-apiserver deletes the
-  ``Authorization`` header of a request it authenticated before proxying it to a pod,
-  so through ``pods/proxy`` only the second reaches us); the token is resolved through
-  the :class:`~agentos_secrets.Loader` on every request (so it follows rotations) and
-  checked with ``Loader.verify`` (current, or previous within its grace window), in
-  constant time.
-* ``/status``: per key, the mounted and applied fingerprints (:mod:`.status`, versioned,
-  ``docs/contracts.md``); the same authentication as ``/metrics``.
+  service in ``prod``) it needs ``Authorization: Bearer <AGENTOS_SERVICE_TOKEN>``; the
+  token is resolved through the :class:`~agentos_secrets.Loader` on every request (so it
+  follows rotations) and checked with ``Loader.verify`` (current, or previous within its
+  grace window), in constant time.
 
 Responses carry names, reasons and fingerprints only; never a value or a raw hash.
 The standard library server keeps the image small; one thread per request is plenty
@@ -49,8 +49,6 @@ logger = logging.getLogger("agentos_secrets.sidecar")
 
 TOKEN_NAME = "AGENTOS_SERVICE_TOKEN"  # noqa: S105 - a variable name, not a token
 REQUIRE_AUTH = "AGENTOS_METRICS_REQUIRE_AUTH"
-#: The header that carries the token through kube-apiserver's pod proxy.
-TOKEN_HEADER = "X-AgentOS-Token"  # noqa: S105 - a header name, not a token
 
 #: Seconds a connection may stay silent before it is closed. Each connection holds a
 #: thread, and the port is open to the cluster: idle ones must not pile up.
@@ -73,18 +71,21 @@ class MetricsAuth:
         *,
         secret_dirs: Sequence[str] = (),
     ) -> None:
-        self._setting_problem: str | None = None
+        #: Set when ``AGENTOS_METRICS_REQUIRE_AUTH`` holds a word that is not a boolean:
+        #: auth is then required (fail closed), the sidecar warns and counts it.
+        self.setting_problem: str | None = None
         try:
-            self.required = parse_bool(REQUIRE_AUTH, env.get(REQUIRE_AUTH), default=False)
+            self.required = parse_bool(
+                REQUIRE_AUTH, env.get(REQUIRE_AUTH), default=False
+            )
         except BooleanSettingError as exc:
-            # Fail closed: a switch that cannot be read is on.
             self.required = True
-            self._setting_problem = f"{exc}; authentication is required"
-            logger.warning("metrics auth: %s", self._setting_problem)
-        self.problem: str | None = self._setting_problem
+            self.setting_problem = str(exc)
+            logger.warning("metrics auth is required: %s; fix the setting", exc)
         self._env = env
         self._secret_dirs = tuple(secret_dirs)
         self._loader = loader
+        self.problem: str | None = None
 
     def _get_loader(self) -> Loader:
         if self._loader is None:
@@ -115,7 +116,7 @@ class MetricsAuth:
                 self.problem = str(exc)
                 logger.warning("metrics auth cannot resolve %s: %s", TOKEN_NAME, exc)
             return False
-        self.problem = self._setting_problem
+        self.problem = None
         return ok
 
 
@@ -136,9 +137,10 @@ def _make_handler(
 
         def _authorized(self) -> bool:
             allowed = auth.allowed(
-                self.headers.get("Authorization"), self.headers.get(TOKEN_HEADER)
+                self.headers.get("Authorization"), self.headers.get(status.TOKEN_HEADER)
             )
-            metrics.set_warning("metrics_auth", 1 if auth.problem else 0)
+            problem = auth.problem or auth.setting_problem
+            metrics.set_warning("metrics_auth", 1 if problem else 0)
             return allowed
 
         def _send(

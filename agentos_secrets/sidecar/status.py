@@ -3,9 +3,8 @@
 The document (``docs/contracts.md``, "GET /status") holds names, indexes, fingerprints,
 reason codes and times: never a value, a raw hash or a watched path. It is bounded:
 at most :data:`~.keys.MAX_KEYS` keys (then ``"truncated": true``), key names over
-:data:`MAX_NAME_CHARS` characters or not valid UTF-8 are left out (and counted as
-truncated), and the
-action's error is cut to a short reason.
+:data:`~.keys.MAX_NAME_CHARS` characters or not valid UTF-8 are left out (and counted as
+truncated), and the action's error is cut to a short reason.
 """
 
 from __future__ import annotations
@@ -15,30 +14,27 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from .keys import MAX_NAME_CHARS, listable
+
 if TYPE_CHECKING:  # pragma: no cover
     from .loop import Engine
 
-__all__ = ["MAX_NAME_CHARS", "VERSION", "document", "listable", "pod_name", "unauthorized"]
+__all__ = [
+    "MAX_NAME_CHARS",
+    "TOKEN_HEADER",
+    "VERSION",
+    "document",
+    "listable",
+    "pod_name",
+    "unauthorized",
+]
 
 VERSION = 1
-#: A Kubernetes Secret key is at most 253 characters.
-MAX_NAME_CHARS = 253
+#: The header that carries the token through kube-apiserver's pod proxy, which deletes
+#: ``Authorization`` (accepted by ``/status`` and ``/metrics``).
+TOKEN_HEADER = "X-AgentOS-Token"  # noqa: S105 - a header name, not a token
 _MAX_ERROR_CHARS = 200
 _MAX_POD_CHARS = 253
-
-
-def listable(name: str) -> bool:
-    """Whether a key name is shown (``/status``, metric labels): at most 253 characters
-    and valid UTF-8 (a file name that is not decodes to lone surrogates, which neither
-    a JSON consumer nor the Prometheus exposition can carry). Kubernetes keys always are.
-    """
-    if len(name) > MAX_NAME_CHARS:
-        return False
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def pod_name() -> str:
