@@ -120,11 +120,12 @@ class RateLimiter:
                 self._last = now
                 wait = self._paused_until - now
                 if wait <= 0:
-                    if self._tokens >= 1:
-                        self._tokens -= 1
+                    # 1e-9: refills are float sums; a token short by rounding is a token.
+                    if self._tokens >= 1 - 1e-9:
+                        self._tokens = max(0.0, self._tokens - 1)
                         return
                     wait = (1 - self._tokens) / self.qps
-            self._sleep(wait)
+            self._sleep(max(wait, 1e-4))
 
 
 def _status_message(body: bytes, status: int) -> tuple[str, str]:
