@@ -18,8 +18,9 @@ Two runs, measured the same way: with the limit (``--qps 100 --burst 200``, the 
 5/10 would take ~10 minutes for 1,000 pods: 3 gates x 1,000 reads / 5 per second) and
 with the limit effectively off (``--qps 10000``, the highest accepted), the alternative
 that shows what the limiter prevents. The rate is counted from the fake's own request
-log: the peak in any 1-second window must stay under ``qps + burst``, and the whole run
-under the bucket's budget, ``burst + qps x duration``.
+log: the peak in any 1-second window must stay under ``burst + qps x 1.1 s`` (0.1 s for
+the jitter between the client's token grant and the arrival at the server), and the
+whole run under the bucket's budget, ``burst + qps x (duration + 0.1 s)``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ PODS = int(os.environ.get("BENCH_ROTATE_PODS", "1000"))
 NS, SECRET, KEY = "agentos", "agentos-secrets", "AGENTOS_SERVICE_TOKEN"
 TOKEN = "bench-operator-token"
 MAX_DELAY = 2.0
+JITTER = 0.1
 
 
 class Cluster:
@@ -181,16 +183,21 @@ def main() -> None:
               f" rotate CPU {r['cpu']:5.1f} s, peak RSS {r['rss_mib']:5.1f} MiB")
     limited = results["limited (qps 100, burst 200)"]
     free = results["unlimited (qps 10000)"]
-    allowed = 200 + 100 * limited["span"]  # the bucket's budget over the whole run
-    print(f"limited peak / limit (qps+burst=300): {limited['peak_rate'] / 300:.2f}"
-          f" (must be <= 1); requests / bucket budget (burst + qps x span):"
-          f" {limited['requests'] / allowed:.2f} (must be <= 1)")
+    allowed = 200 + 100 * (limited["span"] + JITTER)  # the bucket's budget over the run
+    # Times are arrivals at the server, not the client's token grants: requests granted
+    # 1.0 s apart can arrive closer together after queueing on a loaded machine, so a
+    # window is allowed JITTER seconds of extra refill (10 requests at qps 100).
+    peak_limit = 200 + 100 * (1 + JITTER)
+    print(f"limited peak / (burst + qps x {1 + JITTER:g} s = {peak_limit:.0f}):"
+          f" {limited['peak_rate'] / peak_limit:.2f} (must be <= 1); requests / bucket"
+          f" budget (burst + qps x (span + {JITTER:g} s)): {limited['requests'] / allowed:.3f}"
+          " (must be <= 1)")
     print(f"unlimited peak / limited peak: {free['peak_rate'] / limited['peak_rate']:.2f}x;"
           f" requests per pod: {limited['requests'] / PODS:.2f} (3 gates, converged pods"
           " are not polled again)")
     print(f"CPU per pod per gate: {limited['cpu'] / PODS / 3 * 1000:.2f} ms;"
           f" RSS {limited['rss_mib']:.1f} MiB")
-    if limited["peak_rate"] > 300 or limited["requests"] > allowed:
+    if limited["peak_rate"] > peak_limit or limited["requests"] > allowed:
         raise SystemExit("the client-side rate limit was exceeded")
 
 

@@ -336,7 +336,9 @@ class Engine:
                            node.secret.data.get(token_key + "_PREVIOUS")]
             tokens: list[bytes] = []
             for value in candidates:
-                if value and value not in tokens:
+                # Only what an HTTP header can carry as is (visible ASCII): anything else
+                # could never be the token a sidecar compares, and would fail to encode.
+                if value and value not in tokens and all(32 < b < 127 for b in value):
                     tokens.append(value)
             node.reader.tokens = tokens
             for token in tokens:

@@ -113,17 +113,19 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def acquire(self) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
-                self._last = now
-                wait = self._paused_until - now
-                if wait <= 0:
-                    if self._tokens >= 1:
-                        self._tokens -= 1
-                        return
-                    wait = (1 - self._tokens) / self.qps
+        """Take a token, sleeping (once) until it is due.
+
+        A reservation, as golang.org/x/time/rate does it: the bucket may go below zero,
+        and each caller sleeps exactly until its own token has refilled, so waiting
+        threads neither spin nor race for the lock.
+        """
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1
+            wait = max(-self._tokens / self.qps, self._paused_until - now)
+        if wait > 0:
             self._sleep(wait)
 
 

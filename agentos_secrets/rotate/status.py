@@ -130,6 +130,10 @@ class StatusReader:
                     headers=headers, max_bytes=max_bytes, timeout=STATUS_TIMEOUT, attempts=1,
                     raise_for_status=False,
                 )
+            except (ValueError, UnicodeError, OSError) as exc:
+                # Only the type is kept: the exception may carry the header value.
+                problem = type(exc).__name__
+                return f"request failed ({problem})"
             except KubeError as exc:
                 if exc.status == 403:
                     return f"pods/proxy forbidden ({exc.message})"

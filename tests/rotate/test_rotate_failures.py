@@ -367,3 +367,23 @@ def test_abort_while_staged_removes_the_new_value(api, kubeconfig, canary, tmp_p
     canary.assert_absent(out, err)
     code, _, err = rotate(kubeconfig, KEY, "--abort", *FAST)
     assert code == 0 and "the last rotation of AGENTOS_SERVICE_TOKEN is aborted already" in err
+
+
+def test_a_write_whose_answer_is_lost_is_confirmed_on_re_read(api, kubeconfig):
+    SimPod(api, "p0")
+    dropped = threading.Event()
+
+    def lose_the_answer(record):
+        # the write is applied, then the connection dies before the answer (a proxy
+        # timeout, a 5xx from a load balancer): rotate retries, gets 409, re-reads
+        if record.method == "PATCH" and record.status == 200 and not dropped.is_set():
+            dropped.set()
+            raise ConnectionAbortedError("answer lost")
+
+    api.on_request = lose_the_answer
+    code, out, err = rotate(kubeconfig, KEY, "--generate", "--output", "json", *FAST)
+    assert code == 0, out + err
+    assert dropped.is_set()
+    writes = [e for e in events(out) if e["event"] == "write"]
+    assert "confirmed on re-read" in writes[0]["message"]
+    assert [r.status for r in api.requests if r.method == "PATCH"][:2] == [200, 409]
