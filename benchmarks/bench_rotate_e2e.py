@@ -46,6 +46,13 @@ RATE = 150.0
 SEED = 2026
 
 
+def _settle(cluster: Cluster) -> None:
+    """Let every kubelet finish its pending sync (rotate's final annotation-only write
+    starts one) so the next rotation starts from a quiet cluster, not from a sync that is
+    already half-way through its delay."""
+    time.sleep(max(pod.kubelet.delay[1] for pod in cluster.pods) + 0.5)
+
+
 def _span(writes: list[tuple[str, float]]) -> tuple[float, dict[str, float]] | None:
     first: dict[str, float] = {}
     for name, at in writes:
@@ -82,7 +89,7 @@ def _gated(cluster: Cluster, label: str, rotations: int) -> list[dict[str, Any]]
             f" {longest:.2f} s; {requests} API requests ({requests / PODS:.1f} per pod);"
             f" CLI {run.seconds:.2f} s in all"
         )
-        time.sleep(0.3)
+        _settle(cluster)
     return results
 
 
@@ -95,7 +102,7 @@ def _runbook(cluster: Cluster, label: str, rotations: int) -> list[float]:
         )  # fmt: skip
         spans.append(times["dropped"] - times["staged"])
         print(f"  {label} runbook {i}: stage to drop {spans[-1]:5.2f} s")
-        time.sleep(0.3)
+        _settle(cluster)
     return spans
 
 
@@ -116,6 +123,7 @@ def _scenario(label: str, slow: float | None, rotations: int) -> dict[str, Any]:
         cluster.start_senders(RATE)
         gated = _gated(cluster, label, rotations)
         gated_senders = cluster.stop_senders()
+        _settle(cluster)
         cluster.start_senders(RATE)
         runbook = _runbook(cluster, label, rotations)
         runbook_senders = cluster.stop_senders()
