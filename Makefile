@@ -1,11 +1,12 @@
-# Quick start: `make demo` runs the local rotation demo, `make test` runs the tests.
+# Quick start: `make demo` runs the orchestrated rotation demo (3 replicas, 0 rejected
+# requests), `make test` runs the tests. `make demo-sidecar`: the single-pod sidecar demo.
 # Each target creates .venv and installs what it needs when missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint bench check-manifests checkov clean
+.PHONY: demo demo-sidecar test lint bench check-manifests checkov clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +16,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(PY) -m examples.rotation_demo
+
+demo-sidecar: $(STAMP)
 	$(PY) -m examples.demo
 
 test: $(STAMP)

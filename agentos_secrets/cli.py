@@ -1,4 +1,5 @@
-"""The ``agentos-secrets`` command: ``check``, ``fingerprint``, ``explain``, ``sidecar``.
+"""The ``agentos-secrets`` command: ``check``, ``fingerprint``, ``explain``, ``sidecar``,
+``rotate``.
 
 Each subcommand imports its implementation only when chosen, so ``--help`` stays fast.
 """
@@ -99,6 +100,12 @@ def _check(argv: Sequence[str]) -> int:
     return check_main(argv)
 
 
+def _rotate(argv: Sequence[str]) -> int:
+    from .rotate.cli import main as rotate_main
+
+    return rotate_main(argv)
+
+
 def _sidecar(argv: Sequence[str]) -> int:
     from .sidecar.main import main as sidecar_main
 
@@ -110,6 +117,7 @@ _COMMANDS = {
     "fingerprint": (_fingerprint, "print a secret's safe fingerprint (compare across nodes)"),
     "explain": (_explain, "say where a secret comes from and what it shadows"),
     "sidecar": (_sidecar, "watch mounted Secrets and reload or restart the app on change"),
+    "rotate": (_rotate, "rotate a key of a Kubernetes Secret, gated on every pod"),
 }
 
 

@@ -7,6 +7,11 @@ does not stat its token file before every call), and keeps one HTTP/1.1 connecti
 open. During a rotation it therefore presents the old token for up to ``--refresh``
 seconds after the file changed: exactly the window the service's grace period covers.
 
+``--url`` may be given several times: the requests then go round-robin to each URL,
+one kept-open connection per URL (a pod of the local cluster harness calling the other
+replicas). ``--refresh 0`` reads the token through ``get()`` before every request, as the
+rotation runbook asks of senders.
+
 It runs until SIGTERM/SIGINT (or ``--duration``), then prints one JSON line with the
 counts (requests, accepted, rejected, errors) and the monotonic times of rejections.
 Tokens are never printed.
@@ -96,7 +101,7 @@ class Client:
 
 
 def run(
-    url: str,
+    url: str | list[str],
     secret_dir: str,
     *,
     rate: float,
@@ -104,7 +109,7 @@ def run(
     duration: float | None,
     timeout: float = 2.0,
 ) -> Counts:
-    """Call ``url`` at ``rate`` per second until stopped; return the counts."""
+    """Call ``url`` (round-robin over several) at ``rate`` per second until stopped."""
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -114,7 +119,7 @@ def run(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     loader = Loader(secret_dirs=[secret_dir])
-    client = Client(url, timeout)
+    clients = [Client(u, timeout) for u in ([url] if isinstance(url, str) else url)]
     counts = Counts()
     interval = 1.0 / rate
     start = time.monotonic()
@@ -132,6 +137,7 @@ def run(
                 counts.token_reads_failed += 1
             token_read_at = now
         if token is not None:
+            client = clients[counts.requests % len(clients)]
             counts.requests += 1
             sent = time.monotonic()
             try:
@@ -153,7 +159,8 @@ def run(
             time.sleep(pause)
         elif pause < -1.0:  # fell far behind (a stalled machine): do not burst to catch up
             next_at = time.monotonic()
-    client.close()
+    for client in clients:
+        client.close()
     return counts
 
 
@@ -161,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m examples.load", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--url", required=True, help="the protected endpoint to call")
+    parser.add_argument(
+        "--url",
+        required=True,
+        action="append",
+        help="the protected endpoint to call (repeatable: round-robin)",
+    )
     parser.add_argument("--secret-dir", required=True, help="the mounted Secret volume")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument(

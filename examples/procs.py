@@ -88,6 +88,11 @@ class Child:
                     return None
                 self._cond.wait(min(remaining, 0.1))
 
+    def lines_since(self, index: int) -> list[Line]:
+        """The lines read so far from the ``index``-th on (for following a child live)."""
+        with self._cond:
+            return self.lines[index:]
+
     def output(self) -> str:
         with self._cond:
             return "\n".join(f"[{self.name} {line.stream}] {line.text}" for line in self.lines)

@@ -12,7 +12,14 @@ It stands in for one of the platform's Go services (``model-policy`` by default)
   fingerprints it reports). The Loader already follows a rotated file on its own (one
   ``stat`` per call), so authentication does not wait for the reload; a real service
   reloads connection pools, keys loaded into crypto objects and the like;
-* ``GET /-/status``: reload times and verification counts, for the demo's timeline.
+* ``GET /-/status``: reload times and verification counts, for the demo's timeline;
+* ``GET /metrics``: the Loader's verify counters (``agentos_secrets.prometheus``:
+  ``agentos_secrets_verify_total{name,result}`` and
+  ``agentos_secrets_verify_last_previous_timestamp_seconds{name}``), which
+  ``agentos-secrets rotate`` reads before it drops an old value. Like
+  an AgentOS service in ``prod`` it requires the service token, in
+  ``Authorization: Bearer`` or in ``X-AgentOS-Token`` (kube-apiserver's pod proxy strips
+  ``Authorization``); these checks are not counted.
 
 Secret values never appear in its output or responses, only fingerprints. Times are
 ``time.monotonic()`` seconds, which on Linux is one clock for every process on the host,
@@ -45,13 +52,22 @@ TOKEN_NAME = "AGENTOS_SERVICE_TOKEN"
 class ServiceState:
     """What the service knows: its Loader, its reloads and its verification counts."""
 
-    def __init__(self, loader: Loader, secret_dir: str, service: str) -> None:
+    def __init__(self, loader: Loader, secret_dir: str, service: str, grace: float) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from agentos_secrets.prometheus import register_verify_metrics
+
         self.loader = loader
+        # /metrics checks its caller with a Loader of its own: a scrape made with the
+        # old token must not count as a 'previous' match (rotate waits for those to stop)
+        self.metrics_loader = Loader(secret_dirs=[secret_dir], grace=grace)
         self.secret_dir = secret_dir
         self.service = service
         self.lock = threading.Lock()
         self.reloads: list[dict[str, Any]] = []
         self.verified: dict[str, int] = {"current": 0, "previous": 0, "rejected": 0}
+        self.registry = CollectorRegistry()
+        register_verify_metrics(loader, self.registry)
 
     def verify(self, header: str | None) -> str | None:
         """``current``, ``previous`` (inside the grace window) or None (rejected)."""
@@ -65,6 +81,20 @@ class ServiceState:
         with self.lock:
             self.verified[result or "rejected"] += 1
         return result
+
+    def metrics(self, headers: Any) -> bytes | None:
+        """The Prometheus text, or None when the caller has no accepted token."""
+        from prometheus_client import generate_latest
+
+        scheme, _, bearer = (headers.get("Authorization") or "").partition(" ")
+        presented = (headers.get("X-AgentOS-Token") or (bearer if scheme == "Bearer" else ""))
+        try:
+            allowed = bool(presented.strip()) and (
+                self.metrics_loader.verify(TOKEN_NAME, presented.strip()) is not None
+            )
+        except SecretError:
+            allowed = False
+        return bytes(generate_latest(self.registry)) if allowed else None
 
     def reload(self) -> dict[str, Any]:
         """Re-resolve every key of the volume; return the fingerprints now in use."""
@@ -119,6 +149,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._send(200, {"models": ["demo-small"], "token": matched})
         elif self.path == "/-/status":
             self._send(200, self.state.status())
+        elif self.path == "/metrics":
+            text = self.state.metrics(self.headers)
+            if text is None:
+                self._send(401, {"error": "unauthorized"})
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
         else:
             self._send(404, {"error": "not found"})
 
@@ -136,7 +176,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def serve(secret_dir: str, *, port: int, grace: float, service: str) -> None:
     """Serve until SIGTERM/SIGINT."""
     loader = Loader(secret_dirs=[secret_dir], grace=grace)
-    state = ServiceState(loader, secret_dir, service)
+    state = ServiceState(loader, secret_dir, service, grace)
     state.reload()  # resolve at start-up, like the real services
     handler = type("BoundHandler", (Handler,), {"state": state})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)

@@ -20,6 +20,8 @@ HEAVY = (
     "pydantic_settings",
     "prometheus_client",
     "yaml",
+    "kubernetes",
+    "urllib3",
 )
 # Standard-library modules that cost milliseconds each and that the package avoids at
 # import time (dataclasses pulls inspect; logging pulls traceback, string, threading).

@@ -23,7 +23,7 @@ from ..booleans import BooleanSettingError, parse_bool
 
 __all__ = ["ACTIONS", "Config", "ConfigError", "StatusRanges", "env_var", "parse"]
 
-ACTIONS = ("http", "signal", "restart", "rollout", "exec")
+ACTIONS = ("http", "signal", "restart", "rollout", "exec", "none")
 ENV_PREFIX = "AGENTOS_SIDECAR_"
 DEFAULT_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 DEFAULT_CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
@@ -183,7 +183,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="agentos-secrets sidecar",
         description="Watch mounted Secrets; on a real content change, make the app use it "
-        "(HTTP reload, signal, restart, rollout or a command) exactly once, reliably. "
+        "(HTTP reload, signal, restart, rollout or a command) exactly once, reliably, or "
+        "(none) only report what is mounted for apps that read through the Loader per use. "
         f"Every flag is also read from {ENV_PREFIX}<FLAG> (repeatable flags: "
         "comma-separated); the command line wins. See sidecar/README.md.",
     )

@@ -17,6 +17,11 @@ One thread runs :meth:`Engine.run`; watchdog's thread only calls :meth:`Engine.h
    retries of the same content need not (they are already paced by the backoff);
 4. after a success the fingerprint is saved to the state file.
 
+Per key, a :class:`~.keys.KeyTracker` follows what is mounted and what was applied
+(``GET /status``); its slow fingerprints are derived in the same turn, after an action
+that turn runs. With ``--action none`` (a passive action: the app reads through the
+Loader on every use) a confirmed change is applied the moment it is seen.
+
 The slow fingerprint is derived once per confirmed change at most, and only *after*
 the action when the action does not send it (``uses_fingerprint = False``), so
 detection-to-reload latency does not pay ~12 ms of PBKDF2.
@@ -38,9 +43,10 @@ from ..secret import fingerprint_bytes
 from ..watch import Hint
 from .actions.base import Action, ActionError
 from .coalesce import Coalescer, StormBreaker
+from .keys import KeyTracker, listable
 from .recorder import Recorder
 from .retry import Backoff
-from .state import State, StateError, StateFile
+from .state import State, StateError, StateFile, StateNotOurs
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..watch import DirectoryWatcher
@@ -92,6 +98,11 @@ class Engine:
         self.clock = clock
         self.wall = wall
         self._fingerprint = fingerprint
+        self.keys = KeyTracker(detector.paths, fingerprint=fingerprint,
+                               on_derived=self._after_derive)
+        self._background_keys = record_in_background
+        #: ``--action none``: what is mounted is what the app uses.
+        self.passive = bool(getattr(action, "passive", False))
 
         self._cond = threading.Condition()
         self._dirty: set[str] = set()
@@ -113,6 +124,14 @@ class Engine:
         self._logged_warnings: set[str] = set()
         self._ready_cache: tuple[float, str | None] | None = None
         self._record_lock = threading.Lock()
+        # The last action's outcome for /status: result, wall time, attempts, error.
+        self.last_result: str | None = None
+        self.last_at: float | None = None
+        self.last_attempts = 0
+        self._streak = 0  # attempts since the last success
+        self.state_problem: str | None = None
+        self._save_due = False  # the start-up's state, saved once keys are derived
+        self._key_labels: set[tuple[str, str]] = set()
         self._recorder = Recorder(self._record) if record_in_background else None
 
     # -- called from other threads ------------------------------------------------------
@@ -132,11 +151,13 @@ class Engine:
         """Wait until every success is recorded in the state file."""
         if self._recorder is not None:
             self._recorder.flush(timeout)
+        self.keys.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush, then stop the background recorder's thread (before exiting)."""
         if self._recorder is not None:
             self._recorder.close(timeout)
+        self.keys.close(timeout)
 
     # -- start-up -----------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -148,26 +169,43 @@ class Engine:
             for problem in self.watcher.start().values():
                 _log(logging.WARNING, "cannot watch yet", problem=problem)
         self.seen = self.detector.refresh()
+        # Per-key fingerprints (~15 ms each) are derived by the first step, not here:
+        # the app's container waits for this start-up (a native sidecar's startupProbe).
+        self.keys.refresh()
         fingerprint = self._fingerprint(self.seen)
         saved = None
         if self.state_file is not None:
             try:
                 saved = self.state_file.load()
+            except StateNotOurs as exc:
+                self.state_problem = str(exc)
+                self.metrics.set_warning("state_file", 1)
+                _log(logging.WARNING, "state file is not the sidecar's own: it is never"
+                     " overwritten; running without persistence (a restart may repeat or"
+                     " miss an action)", error=str(exc))
             except StateError as exc:
+                self.state_problem = str(exc)
                 self.metrics.set_warning("state_file", 1)
                 _log(logging.WARNING, "state file unusable; recording a new baseline",
                      error=str(exc))
-        if saved is None:
+        if saved is None or self.passive:
             self.applied, self.applied_fp = self.seen, fingerprint
+            self.keys.mark_applied()
+            # The baseline is saved before start-up ends (a kill right after must not
+            # lose it), and again with the per-key fingerprints once they are derived.
             self._save(fingerprint)
+            self._save_due = True
             _log(logging.INFO, "baseline recorded; no action", fingerprint=fingerprint,
-                 keys=self.detector.key_count())
+                 keys=self.detector.key_count(), action=self.action.kind)
         elif saved.fingerprint == fingerprint:
             self.applied, self.applied_fp = self.seen, fingerprint
+            self.keys.mark_applied()
+            self._save_due = True  # migrates a version 1 file, refreshes per-key state
             _log(logging.INFO, "content unchanged since the last applied change; no action",
-                 fingerprint=fingerprint)
+                 fingerprint=fingerprint, migrated=saved.legacy)
         else:
             self.applied, self.applied_fp = None, saved.fingerprint
+            self.keys.restore(saved.keys)
             self.desired = True
             self.detected_at = now
             self.metrics.changes.inc()
@@ -190,13 +228,17 @@ class Engine:
         changed = False
         if dirty or full:
             combined = self.detector.refresh(None if full else dirty)
+            self.keys.refresh(None if full else dirty)
             if combined != self.seen:
                 changed = True
                 self.seen = combined
                 self.metrics.changes.inc()
-                self.coalescer.notice(now)
-                if self.detected_at is None:
-                    self.detected_at = now
+                if self.passive:
+                    self._take_up()
+                else:
+                    self.coalescer.notice(now)
+                    if self.detected_at is None:
+                        self.detected_at = now
         if self.coalescer.take(now):
             if self.seen != self.applied:
                 self.desired = True
@@ -207,7 +249,13 @@ class Engine:
             else:
                 self.detected_at = None
         if self.desired and not self.coalescer.pending:
-            self._maybe_attempt(now)
+            self._maybe_attempt(now)  # before the slow per-key derivations
+        if self._background_keys:
+            self.keys.request()  # the next rotation must not wait for PBKDF2
+        else:
+            self.keys.derive()
+        if self._save_due and self.keys.idle():
+            self._after_derive()  # nothing to derive (no readable key)
         if changed:  # logged after a --debounce 0 action, not in its way
             _log(logging.INFO, "content change detected",
                  where=sorted(dirty) if not full else "re-check",
@@ -239,9 +287,35 @@ class Engine:
             self.breaker.record(now)
         self._attempt(target)
 
+    def _after_derive(self) -> None:
+        """Per-key fingerprints were derived (any thread): save the start-up's state."""
+        if not self._save_due:
+            return
+        with self._record_lock:
+            if not self._save_due or not self.keys.idle():
+                return
+            self._save_due = False
+            if self.applied is not None and self.applied_fp is not None:
+                self._save(self.applied_fp)
+
+    def _take_up(self) -> None:
+        """``--action none``: the app reads through the Loader, so mounted is applied."""
+        self.applied = self.seen
+        self._save_due = False  # saved below
+        self.keys.mark_applied()
+        self.keys.derive()
+        self.keys.wait(5.0)  # a batch in flight on the background thread
+        fingerprint = self._fingerprint(self.seen)
+        with self._record_lock:
+            self.applied_fp = fingerprint
+            self._save(fingerprint)
+        _log(logging.INFO, "content change taken up by the Loader (action none)",
+             fingerprint=fingerprint)
+
     def _attempt(self, target: bytes) -> None:
         uses = getattr(self.action, "uses_fingerprint", True)
         fingerprint = self._fingerprint(target) if uses else ""
+        self._streak += 1
         start = self.clock()
         self.action_started = start
         error: ActionError | None = None
@@ -262,8 +336,11 @@ class Engine:
                 self.metrics.latency.observe(latency)
             self.metrics.last_success.set(self.wall())
             self.applied = target
+            self.keys.mark_applied()
+            self._save_due = False  # recorded below, with the newer content
             self.backoff.reset()
             self.last_error = None
+            self._last_action("ok")
             self._settled()
             fields: dict[str, object] = {
                 "action": self.action.kind,
@@ -271,11 +348,11 @@ class Engine:
                 "duration_ms": round(duration * 1000, 2),
                 "detection_to_action_ms": None if latency is None else round(latency * 1000, 2),
             }
-            if fingerprint or self._recorder is None:
+            if self._recorder is None:
                 self._record(target, fingerprint, fields)
             else:
-                # The ~20 ms derivation would delay the reaction to a next rotation.
-                self._recorder.submit(target, fields)
+                # The ~20 ms derivations would delay the reaction to a next rotation.
+                self._recorder.submit(target, fields, fingerprint)
             return
         if error.retryable:
             delay = self.backoff.next_delay()
@@ -285,6 +362,7 @@ class Engine:
             self.metrics.action_result("config_error", duration)
         self.retry_at = end + delay
         self.last_error = str(error)
+        self._last_action("failed")
         _log(logging.WARNING if error.retryable else logging.ERROR,
              "action failed; will retry" if error.retryable
              else "action failed: configuration error; retrying at the slowest pace",
@@ -292,9 +370,18 @@ class Engine:
              retry_in_s=round(delay, 3), failures=self.backoff.failures)
         self.metrics.set_warning("config_error", 0 if error.retryable else 1)
 
+    def _last_action(self, result: str) -> None:
+        self.last_result = result
+        self.last_at = self.wall()
+        self.last_attempts = self._streak
+        if result == "ok":
+            self._streak = 0
+
     def _record(self, target: bytes, fingerprint: str, fields: dict[str, object]) -> None:
         """Derive the fingerprint if needed, save it, log the success (any thread)."""
         fingerprint = fingerprint or self._fingerprint(target)
+        self.keys.derive()  # the per-key fingerprints the state file keeps
+        self.keys.wait(5.0)
         with self._record_lock:
             if self.applied == target:  # a newer success may have overtaken this one
                 self.applied_fp = fingerprint
@@ -349,20 +436,43 @@ class Engine:
             _log(logging.WARNING, message, **fields)
 
     def _save(self, fingerprint: str) -> None:
-        if self.state_file is None:
-            return
+        if self.state_file is None or self.state_file.not_ours is not None:
+            return  # no persistence: said once at start-up, kept in /healthz details
         try:
-            self.state_file.save(State(fingerprint, self.wall()))
+            self.state_file.save(
+                State(fingerprint, self.wall(), self.keys.applied_for_state())
+            )
         except StateError as exc:
+            self.state_problem = str(exc)
             self.metrics.set_warning("state_file", 1)
             self._warn_once("state-save", "cannot save the state file; a restart may"
                             " repeat or miss an action", error=str(exc))
         else:
+            self.state_problem = None
             self.metrics.set_warning("state_file", 0)
 
+    @property
+    def pending(self) -> bool:
+        """A confirmed change is waiting (coalescing, held, or being retried)."""
+        return self.desired or self.coalescer.pending
+
     def _update_gauges(self) -> None:
-        self.metrics.pending.set(1 if (self.desired or self.coalescer.pending) else 0)
+        pending = self.pending
+        self.metrics.pending.set(1 if pending else 0)
         self.metrics.holding.set(1 if self.hold_until is not None else 0)
+        keys, _truncated = self.keys.snapshot()
+        labels: set[tuple[str, str]] = set()
+        for key in keys:
+            if not listable(key.name):
+                continue
+            label = (str(key.watch), key.name)
+            labels.add(label)
+            self.metrics.key_pending.labels(*label).set(
+                1 if pending and key.mounted != key.applied else 0
+            )
+        for label in self._key_labels - labels:
+            self.metrics.key_pending.remove(*label)
+        self._key_labels = labels
 
     # -- health -------------------------------------------------------------------------
     def health(self, now: float) -> tuple[bool, dict[str, object]]:
@@ -386,6 +496,10 @@ class Engine:
             "storm_breaker_holding": self.hold_until is not None,
             "last_error": self.last_error,
             "applied_fingerprint": self.applied_fp,
+            "state_file": None if self.state_file is None else {
+                "persisting": self.state_file.not_ours is None,
+                "problem": self.state_problem,
+            },
         }
 
     def startup(self, now: float) -> tuple[bool, dict[str, object]]:

@@ -38,6 +38,7 @@ def _action_budget(config: Config) -> float:
         "restart": config.grace_period + 10,
         "signal": 10.0,
         "exec": EXEC_TIMEOUT + 5,
+        "none": 10.0,
     }.get(config.action, 60.0)
 
 
@@ -127,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(config: Config, action: object) -> int:
     import time
 
+    from ..files import shown_path
     from ..watch import DirectoryWatcher
     from .coalesce import Coalescer, StormBreaker
     from .detect import Detector
@@ -194,7 +196,8 @@ def _run(config: Config, action: object) -> int:
             "action": kind, "target": redact(repr(action)), "watch": list(config.watch),
             "listen": listen, "debounce_s": config.debounce, "max_wait_s": config.max_wait,
             "min_interval_s": config.min_interval, "max_per_hour": config.max_per_hour,
-            "resync_s": config.resync, "state_file": config.state_file,
+            "resync_s": config.resync,
+            "state_file": shown_path(config.state_file) if config.state_file else None,
             "pid": os.getpid(),
         }},
     )

@@ -90,6 +90,12 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge(PREFIX + "ready", "1 when /readyz would answer 200.", registry=r)
+        self.key_pending = Gauge(
+            PREFIX + "key_pending",
+            "Per key (watch: index of the --watch path; key: its file name), 1 while a"
+            " change of its value waits to be applied (as GET /status says).",
+            ["watch", "key"], registry=r,
+        )
         self.watched_keys = Gauge(
             PREFIX + "watched_keys", "Keys currently hashed across watched paths.", registry=r,
         )

@@ -1,10 +1,11 @@
 """Recording applied changes off the loop's thread.
 
-After a successful action the loop must derive the slow fingerprint (~20 ms of PBKDF2)
-and write the state file. When the action did not need the fingerprint (``http``,
-``signal``, ``restart``), doing that on the loop's thread would delay the reaction to a
-rotation that follows at once; the :class:`Recorder` does it on one background thread,
-in submission order, so the state file always ends with the newest applied content.
+After a successful action the loop must derive the slow fingerprints (~20 ms of PBKDF2
+each: the combined one when the action did not need it, and those of the keys that
+changed) and write the state file. Doing that on the loop's thread would delay the
+reaction to a rotation that follows at once; the :class:`Recorder` does it on one
+background thread, in submission order, so the state file always ends with the newest
+applied content.
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ logger = logging.getLogger("agentos_secrets.sidecar")
 class Recorder:
     """One background thread that derives fingerprints and saves state, in order.
 
-    Only used when the action does not need the fingerprint itself: the loop is then
-    free to react to the next rotation at once. A kill in the ~20 ms window before the
-    save means one extra action after the restart, never a lost one.
+    The loop is then free to react to the next rotation at once. A kill in the ~20 ms
+    window before the save means one extra action after the restart, never a lost one.
     """
 
     def __init__(self, record: Callable[[bytes, str, dict[str, object]], None]) -> None:
         self._record = record
-        self._queue: queue.SimpleQueue[tuple[bytes, dict[str, object]] | None] = (
+        self._queue: queue.SimpleQueue[tuple[bytes, str, dict[str, object]] | None] = (
             queue.SimpleQueue()
         )
         self._idle = threading.Event()
@@ -38,7 +38,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, target: bytes, fields: dict[str, object]) -> None:
+    def submit(self, target: bytes, fields: dict[str, object], fingerprint: str = "") -> None:
+        """Record ``target`` as applied; ``fingerprint`` when the action already has it."""
         with self._lock:
             self._pending += 1
             self._idle.clear()
@@ -47,7 +48,7 @@ class Recorder:
                     target=self._run, name="sidecar-recorder", daemon=True
                 )
                 self._thread.start()
-        self._queue.put((target, fields))
+        self._queue.put((target, fingerprint, fields))
 
     def flush(self, timeout: float) -> None:
         self._idle.wait(timeout)
@@ -68,7 +69,7 @@ class Recorder:
             if item is None:
                 return
             try:
-                self._record(item[0], "", item[1])
+                self._record(*item)
             except Exception:  # keep recording later successes
                 logger.error("recording an applied change failed", exc_info=True)
             with self._lock:

@@ -1,10 +1,15 @@
-"""``--listen``: ``/healthz``, ``/startupz``, ``/readyz`` and ``/metrics``, bounded.
+"""``--listen``: ``/healthz``, ``/startupz``, ``/readyz``, ``/status`` and ``/metrics``, bounded.
 
 * ``/healthz`` (liveness) fails when the loop stopped turning, an action hangs beyond
   its budget, or a watch died and could not be re-created: a health endpoint that says
   "up" while the watch has been dead for hours (kiwigrid k8s-sidecar issue 621) hides
   exactly the failure that matters.
 * ``/readyz``: the baseline is recorded, the watches are up, the action has its target.
+* ``/status``: per key, the mounted and applied fingerprints (:mod:`.status`, versioned,
+  ``docs/contracts.md``), with the same authentication as ``/metrics``, where the token
+  may also come in ``X-AgentOS-Token`` (kube-apiserver deletes the ``Authorization``
+  header of a request it authenticated before proxying it to a pod: through
+  ``pods/proxy`` only that header reaches us).
 * ``/startupz``: the baseline is recorded and the watches are up, target not required:
   for a native sidecar's ``startupProbe`` (the app starts only after it passes, so a
   probe that waits for the app's process would deadlock the pod, kiwigrid issue 432).
@@ -123,14 +128,18 @@ class MetricsAuth:
                 self._loader = Loader(env=self._env, secret_dirs=self._secret_dirs)
             return self._loader
 
-    def allowed(self, authorization: str | None) -> bool:
+    def allowed(self, authorization: str | None, token_header: str | None = None) -> bool:
+        """Whether a request may read ``/metrics`` or ``/status``: auth is off, or
+        ``X-AgentOS-Token: <token>`` (``token_header``) or ``Authorization: Bearer
+        <token>`` holds a token ``Loader.verify`` accepts. When both are sent, the
+        ``X-AgentOS-Token`` header is the one checked."""
         if not self.required:
             return True
-        if not authorization:
-            return False
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = (token_header or "").strip()
+        if not token and authorization:
+            scheme, _, bearer = authorization.partition(" ")
+            token = bearer.strip() if scheme.lower() == "bearer" else ""
+        if not token:
             return False
         loader = self._get_loader()
         try:
@@ -149,10 +158,21 @@ def _make_router(
     engine: Engine, metrics: Metrics, auth: MetricsAuth, clock: Callable[[], float]
 ) -> Callable[[Request], bytes]:
     """The routes: one function from a parsed request to the complete response bytes."""
+    from . import status
+
+    pod = status.pod_name()
+    challenge = (("WWW-Authenticate", 'Bearer realm="metrics"'),)
 
     def json_answer(request: Request, ok: bool, details: dict[str, object]) -> bytes:
         body = json.dumps({"status": "ok" if ok else "fail", **details}).encode()
         return response(200 if ok else 503, body, head_only=request.method == "HEAD")
+
+    def authorized(request: Request) -> bool:
+        allowed = auth.allowed(
+            request.headers.get("Authorization"), request.headers.get(status.TOKEN_HEADER)
+        )
+        metrics.set_warning("metrics_auth", 1 if auth.problem else 0)
+        return allowed
 
     def route(request: Request) -> bytes:
         path = request.path
@@ -163,12 +183,15 @@ def _make_router(
             return json_answer(request, *engine.readiness(clock()))
         if path == "/startupz":
             return json_answer(request, *engine.startup(clock()))
+        if path == "/status":
+            if not authorized(request):
+                body = json.dumps(status.unauthorized()).encode()
+                return response(401, body, head_only=head_only, extra=challenge)
+            body = json.dumps(status.document(engine, clock(), pod=pod)).encode()
+            return response(200, body, head_only=head_only)
         if path == "/metrics":
-            allowed = auth.allowed(request.headers.get("Authorization"))
-            metrics.set_warning("metrics_auth", 1 if auth.problem else 0)
-            if not allowed:
-                return response(401, b"", head_only=head_only,
-                                extra=(("WWW-Authenticate", 'Bearer realm="metrics"'),))
+            if not authorized(request):
+                return response(401, b"", head_only=head_only, extra=challenge)
             # Refresh the gauges the probes set (watches_up, ready): the manifests
             # have no readinessProbe, so nothing else would ever update `ready`.
             engine.health(clock())

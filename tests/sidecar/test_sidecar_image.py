@@ -23,6 +23,7 @@ import json, sys
 from agentos_secrets.sidecar.config import parse
 from agentos_secrets.sidecar.actions import build
 from agentos_secrets.sidecar import main, loop, server, metrics, detect, logs, state
+from agentos_secrets.sidecar import keys, status
 from agentos_secrets.secret import fingerprint_bytes
 from agentos_secrets.webhook import verify_signature
 fingerprint_bytes(b"x")
@@ -37,6 +38,7 @@ ACTIONS = {
     "signal": ["--action", "signal", "--target-name", "agentos"],
     "restart": ["--action", "restart", "--target-name", "agentos"],
     "exec": ["--action", "exec", "--exec", "true"],
+    "none": ["--action", "none"],
     "rollout": ["--action", "rollout", "--deployment", "agentos-federation",
                 "--namespace", "agentos"],
 }
@@ -50,7 +52,7 @@ def test_no_action_needs_what_the_image_leaves_out(kind, tmp_path):
     assert out.returncode == 0, out.stderr
     loaded = set(json.loads(out.stdout))
     assert not loaded & {"cryptography", "yaml", "pydantic", "pydantic_settings"}
-    if kind in ("signal", "restart", "exec"):
+    if kind in ("signal", "restart", "exec", "none"):
         assert "httpx" not in loaded  # the budget: only the chosen action's imports
 
 

@@ -187,15 +187,33 @@ def test_same_state_at_start_does_nothing_different_state_acts_once(tmp_path):
     assert StateFile(first.state_path).load().fingerprint == restarted.applied_fp
 
 
-def test_corrupt_state_file_is_a_warning_and_a_baseline(rig, canary):
+def test_a_file_that_is_not_ours_is_never_overwritten(rig, canary):
     with open(rig.state_path, "w") as handle:
         handle.write("garbage")
     rig.start()
+    rig.rotate("v1")
+    rig.run_for(100)
+    assert len(rig.action.calls) == 1  # the sidecar works, without persistence
+    with open(rig.state_path) as handle:
+        assert handle.read() == "garbage"
+    assert rig.metrics.value("configuration_warnings", {"reason": "state_file"}) == 1
+    _ok, details = rig.engine.health(rig.clock.t)
+    assert details["state_file"]["persisting"] is False
+    assert "not the sidecar's own" in details["state_file"]["problem"]
+
+
+def test_our_own_invalid_state_is_a_warning_and_a_new_baseline(rig, canary):
+    with open(rig.state_path, "w") as handle:
+        handle.write('{"kind": "agentos-secrets-sidecar-state", "version": 2,'
+                     ' "fingerprint": 3, "applied_at": 0, "keys": {}}')
+    rig.start()
     rig.run_for(100)
     assert rig.action.calls == []
-    # the baseline replaced the garbage, so the warning is over
+    # the baseline replaced the broken file, so the warning is over
     assert StateFile(rig.state_path).load().fingerprint == rig.engine.applied_fp
     assert rig.metrics.value("configuration_warnings", {"reason": "state_file"}) == 0
+    _ok, details = rig.engine.health(rig.clock.t)
+    assert details["state_file"] == {"persisting": True, "problem": None}
 
 
 def test_retryable_failures_back_off_and_never_lose_the_change(rig):

@@ -52,6 +52,10 @@ def build(config: Config) -> Action:
                 "--signal (AGENTOS_SIDECAR_SIGNAL): not a signal name or number (the value"
                 " is not shown)"
             ) from None
+    if config.action == "none":
+        from .none import NoAction
+
+        return NoAction()
     if config.action == "exec":
         from .exec import ExecAction
 
