@@ -723,7 +723,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return user
         scheme, _, token = self.headers.get("Authorization", "").partition(" ")
         with self.state.lock:
-            name = self.state.tokens.get(token) if scheme == "Bearer" else None
+            # The scheme is case-insensitive (kube-apiserver: strings.EqualFold), and the
+            # official client's in-cluster loader sends "bearer".
+            name = self.state.tokens.get(token) if scheme.lower() == "bearer" else None
         if name is None:
             raise _ApiError(401, "Unauthorized", "Unauthorized")
         return token

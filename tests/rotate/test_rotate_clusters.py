@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import sys
 import threading
 from pathlib import Path
 
-from conftest import (
+from fake_apiserver import FakeApiServer, make_client_cert
+from rotate_helpers import (
     FAST,
     KEY,
     NS,
@@ -22,7 +25,8 @@ from conftest import (
     rotate,
     write_kubeconfig,
 )
-from fake_apiserver import FakeApiServer, make_client_cert
+
+from agentos_secrets.cli import main
 
 FED = "AGENTOS_FED_SHARED_SECRET"
 
@@ -166,3 +170,49 @@ def test_store_cmd_drives_the_phases_through_the_owner(api, kubeconfig, tmp_path
         if request.method == "PATCH":
             assert "data" not in json.loads(request.body)
     canary.assert_absent(out, err)
+
+
+def test_in_cluster_service_account_without_kubeconfig(api, tmp_path, monkeypatch):
+    from kubernetes.config import incluster_config
+
+    from agentos_secrets.rotate import kube
+
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    (sa / "token").write_text(OPERATOR_TOKEN)
+    (sa / "ca.crt").write_bytes(Path(api.tls.ca).read_bytes())
+    (sa / "namespace").write_text(NS)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(sa / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(sa / "ca.crt"))
+    monkeypatch.setattr(kube, "_SA_NAMESPACE", str(sa / "namespace"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", api.url.rsplit(":", 1)[1])
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    SimPod(api, "p0")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):  # no --kubeconfig, unlike the rotate() helper
+        code = main(["rotate", KEY, "--generate", *FAST])
+    assert code == 0, err.getvalue()
+    assert "in-cluster: Secret agentos/agentos-secrets: phase done written" in err.getvalue()
+
+
+def test_rotating_another_key_keeps_the_canary_out_of_every_request(api, kubeconfig, tmp_path,
+                                                                     canary):
+    SimPod(api, "p0")
+    value = tmp_path / "new"
+    value.write_bytes(canary.value_bytes)
+    value.chmod(0o600)
+    code, out, err = rotate(kubeconfig, FED, "--from-file", str(value), *FAST)
+    assert code == 0, err
+    encoded = base64.b64encode(canary.value_bytes)
+    for request in api.requests:
+        headers = json.dumps(request.headers)
+        canary.assert_absent(request.path, headers)
+        if request.method == "PATCH":
+            body = json.loads(request.body)
+            canary.assert_absent(json.dumps(body["metadata"]))
+        else:
+            assert encoded not in request.body
+        canary.assert_absent(request.body)
+    canary.assert_absent(out, err, json.dumps(annotations(api)))
