@@ -1282,6 +1282,15 @@ class FakeApiServer:
             self._state.secrets[(namespace, name)] = secret
             return copy.deepcopy(secret)
 
+    def set_secret_data(self, namespace: str, name: str, data: dict[str, bytes]) -> None:
+        """Replace only the data, atomically (a controller's update: metadata is kept)."""
+        with self._state.lock:
+            secret = self._state.secrets[(namespace, name)]
+            secret["data"] = {k: base64.b64encode(v).decode() for k, v in data.items()}
+            if not data:
+                secret.pop("data")
+            secret["metadata"]["resourceVersion"] = self._state.next_revision()
+
     def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self._state.lock:
             secret = self._state.secrets.get((namespace, name))

@@ -135,16 +135,16 @@ def test_store_cmd_drives_the_phases_through_the_owner(api, kubeconfig, tmp_path
         "data = json.load(open(path))\n"
         "data.update(change['set'])\n"
         "for key in change['remove']: data.pop(key, None)\n"
-        "json.dump(data, open(path, 'w'))\n"
+        "with open(path + '.tmp', 'w') as handle: json.dump(data, handle)\n"
+        "import os; os.replace(path + '.tmp', path)\n"
     )
     stop = threading.Event()
 
-    def operator():  # the External Secrets Operator: store -> Secret, every 50 ms
+    def operator():  # the External Secrets Operator: store -> Secret data, every 50 ms
         while not stop.wait(0.05):
             wanted = {k: v.encode() for k, v in json.loads(store.read_text()).items()}
             if api.secret_data(NS, SECRET) != wanted:
-                api.put_secret(NS, SECRET, wanted, annotations=annotations(api),
-                               owner_references=owner_ref)
+                api.set_secret_data(NS, SECRET, wanted)
 
     thread = threading.Thread(target=operator, daemon=True)
     thread.start()
@@ -216,3 +216,51 @@ def test_rotating_another_key_keeps_the_canary_out_of_every_request(api, kubecon
             assert encoded not in request.body
         canary.assert_absent(request.body)
     canary.assert_absent(out, err, json.dumps(annotations(api)))
+
+
+def test_store_mode_final_check_catches_an_owner_that_reverts(api, kubeconfig, tmp_path):
+    owner_ref = [{"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                  "name": "agentos-secrets", "uid": "x", "controller": True}]
+    api.put_secret(NS, SECRET, {KEY: OLD}, owner_references=owner_ref)
+    # The store-cmd records each change; the owner (a thread) syncs it into the Secret's
+    # data, and once the rotation is done a refresh puts the old value back.
+    sync = tmp_path / "sync.py"
+    sync.write_text(
+        "import json, sys\n"
+        "change = json.load(sys.stdin)\n"
+        f"open({str(tmp_path / 'changes.jsonl')!r}, 'a').write(json.dumps(change) + '\\n')\n"
+    )
+    changes = tmp_path / "changes.jsonl"
+    stop = threading.Event()
+
+    def operator():
+        seen = 0
+        data = {KEY: OLD}
+        while not stop.wait(0.02):
+            lines = changes.read_text().splitlines() if changes.exists() else []
+            for line in lines[seen:]:
+                change = json.loads(line)
+                data.update({k: v.encode() for k, v in change["set"].items()})
+                for key in change["remove"]:
+                    data.pop(key, None)
+                api.set_secret_data(NS, SECRET, data)
+            seen = len(lines)
+            if annotations(api).get("rotate.agentos.dev/phase") == "done":
+                api.set_secret_data(NS, SECRET, {KEY: OLD})  # the refresh reverts it
+                return
+
+    thread = threading.Thread(target=operator, daemon=True)
+    thread.start()
+    try:
+        SimPod(api, "p0")
+        code, out, err = rotate(kubeconfig, KEY, "--generate", "--store-cmd",
+                                f"{sys.executable} {sync}", "--refresh-interval", "0.3",
+                                "--output", "json", *FAST, "--gate-timeout", "1")
+    finally:
+        stop.set()
+        thread.join()
+    assert code == 1, out + err
+    failed = next(e for e in events(out) if e["event"] == "gate-failed")
+    assert failed["phase"] == "final-check"
+    assert "still mounts another value under AGENTOS_SERVICE_TOKEN" in failed["lagging"][0][
+        "reason"]
