@@ -723,7 +723,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return user
         scheme, _, token = self.headers.get("Authorization", "").partition(" ")
         with self.state.lock:
-            name = self.state.tokens.get(token) if scheme == "Bearer" else None
+            # The scheme is case-insensitive (kube-apiserver: strings.EqualFold), and the
+            # official client's in-cluster loader sends "bearer".
+            name = self.state.tokens.get(token) if scheme.lower() == "bearer" else None
         if name is None:
             raise _ApiError(401, "Unauthorized", "Unauthorized")
         return token
@@ -1279,6 +1281,15 @@ class FakeApiServer:
                 secret["data"] = {k: base64.b64encode(v).decode() for k, v in data.items()}
             self._state.secrets[(namespace, name)] = secret
             return copy.deepcopy(secret)
+
+    def set_secret_data(self, namespace: str, name: str, data: dict[str, bytes]) -> None:
+        """Replace only the data, atomically (a controller's update: metadata is kept)."""
+        with self._state.lock:
+            secret = self._state.secrets[(namespace, name)]
+            secret["data"] = {k: base64.b64encode(v).decode() for k, v in data.items()}
+            if not data:
+                secret.pop("data")
+            secret["metadata"]["resourceVersion"] = self._state.next_revision()
 
     def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self._state.lock:

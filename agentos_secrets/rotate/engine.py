@@ -158,6 +158,14 @@ def _parse_time(text: str | None) -> float | None:
         return None
 
 
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode()
 
@@ -273,6 +281,10 @@ class Engine:
         import json
 
         assert self.settings.store_cmd is not None
+        for key, value in data.items():
+            if value is not None and not _is_utf8(value):
+                raise RotateError(f"{node.where}: the value for {key} is not UTF-8 text;"
+                                  " --store-cmd takes text values", 2)
         document = {
             "version": 1,
             "key": self.settings.key,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import sys
 import threading
 from pathlib import Path
 
-from conftest import (
+from fake_apiserver import FakeApiServer, make_client_cert
+from rotate_helpers import (
     FAST,
     KEY,
     NS,
@@ -22,7 +25,8 @@ from conftest import (
     rotate,
     write_kubeconfig,
 )
-from fake_apiserver import FakeApiServer, make_client_cert
+
+from agentos_secrets.cli import main
 
 FED = "AGENTOS_FED_SHARED_SECRET"
 
@@ -131,16 +135,16 @@ def test_store_cmd_drives_the_phases_through_the_owner(api, kubeconfig, tmp_path
         "data = json.load(open(path))\n"
         "data.update(change['set'])\n"
         "for key in change['remove']: data.pop(key, None)\n"
-        "json.dump(data, open(path, 'w'))\n"
+        "with open(path + '.tmp', 'w') as handle: json.dump(data, handle)\n"
+        "import os; os.replace(path + '.tmp', path)\n"
     )
     stop = threading.Event()
 
-    def operator():  # the External Secrets Operator: store -> Secret, every 50 ms
+    def operator():  # the External Secrets Operator: store -> Secret data, every 50 ms
         while not stop.wait(0.05):
             wanted = {k: v.encode() for k, v in json.loads(store.read_text()).items()}
             if api.secret_data(NS, SECRET) != wanted:
-                api.put_secret(NS, SECRET, wanted, annotations=annotations(api),
-                               owner_references=owner_ref)
+                api.set_secret_data(NS, SECRET, wanted)
 
     thread = threading.Thread(target=operator, daemon=True)
     thread.start()
@@ -166,3 +170,97 @@ def test_store_cmd_drives_the_phases_through_the_owner(api, kubeconfig, tmp_path
         if request.method == "PATCH":
             assert "data" not in json.loads(request.body)
     canary.assert_absent(out, err)
+
+
+def test_in_cluster_service_account_without_kubeconfig(api, tmp_path, monkeypatch):
+    from kubernetes.config import incluster_config
+
+    from agentos_secrets.rotate import kube
+
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    (sa / "token").write_text(OPERATOR_TOKEN)
+    (sa / "ca.crt").write_bytes(Path(api.tls.ca).read_bytes())
+    (sa / "namespace").write_text(NS)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(sa / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(sa / "ca.crt"))
+    monkeypatch.setattr(kube, "_SA_NAMESPACE", str(sa / "namespace"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", api.url.rsplit(":", 1)[1])
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    SimPod(api, "p0")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):  # no --kubeconfig, unlike the rotate() helper
+        code = main(["rotate", KEY, "--generate", *FAST])
+    assert code == 0, err.getvalue()
+    assert "in-cluster: Secret agentos/agentos-secrets: phase done written" in err.getvalue()
+
+
+def test_rotating_another_key_keeps_the_canary_out_of_every_request(api, kubeconfig, tmp_path,
+                                                                     canary):
+    SimPod(api, "p0")
+    value = tmp_path / "new"
+    value.write_bytes(canary.value_bytes)
+    value.chmod(0o600)
+    code, out, err = rotate(kubeconfig, FED, "--from-file", str(value), *FAST)
+    assert code == 0, err
+    encoded = base64.b64encode(canary.value_bytes)
+    for request in api.requests:
+        headers = json.dumps(request.headers)
+        canary.assert_absent(request.path, headers)
+        if request.method == "PATCH":
+            body = json.loads(request.body)
+            canary.assert_absent(json.dumps(body["metadata"]))
+        else:
+            assert encoded not in request.body
+        canary.assert_absent(request.body)
+    canary.assert_absent(out, err, json.dumps(annotations(api)))
+
+
+def test_store_mode_final_check_catches_an_owner_that_reverts(api, kubeconfig, tmp_path):
+    owner_ref = [{"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                  "name": "agentos-secrets", "uid": "x", "controller": True}]
+    api.put_secret(NS, SECRET, {KEY: OLD}, owner_references=owner_ref)
+    # The store-cmd records each change; the owner (a thread) syncs it into the Secret's
+    # data, and once the rotation is done a refresh puts the old value back.
+    sync = tmp_path / "sync.py"
+    sync.write_text(
+        "import json, sys\n"
+        "change = json.load(sys.stdin)\n"
+        f"open({str(tmp_path / 'changes.jsonl')!r}, 'a').write(json.dumps(change) + '\\n')\n"
+    )
+    changes = tmp_path / "changes.jsonl"
+    stop = threading.Event()
+
+    def operator():
+        seen = 0
+        data = {KEY: OLD}
+        while not stop.wait(0.02):
+            lines = changes.read_text().splitlines() if changes.exists() else []
+            for line in lines[seen:]:
+                change = json.loads(line)
+                data.update({k: v.encode() for k, v in change["set"].items()})
+                for key in change["remove"]:
+                    data.pop(key, None)
+                api.set_secret_data(NS, SECRET, data)
+            seen = len(lines)
+            if annotations(api).get("rotate.agentos.dev/phase") == "done":
+                api.set_secret_data(NS, SECRET, {KEY: OLD})  # the refresh reverts it
+                return
+
+    thread = threading.Thread(target=operator, daemon=True)
+    thread.start()
+    try:
+        SimPod(api, "p0")
+        code, out, err = rotate(kubeconfig, KEY, "--generate", "--store-cmd",
+                                f"{sys.executable} {sync}", "--refresh-interval", "0.3",
+                                "--output", "json", *FAST, "--gate-timeout", "1")
+    finally:
+        stop.set()
+        thread.join()
+    assert code == 1, out + err
+    failed = next(e for e in events(out) if e["event"] == "gate-failed")
+    assert failed["phase"] == "final-check"
+    assert "still mounts another value under AGENTOS_SERVICE_TOKEN" in failed["lagging"][0][
+        "reason"]

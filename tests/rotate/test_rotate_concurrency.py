@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import FAST, KEY, NS, SECRET, SimPod, annotations
+from rotate_helpers import FAST, KEY, NS, SECRET, SimPod, annotations
 from test_rotate_kill_resume import assert_never_rejected
 
 PREV = KEY + "_PREVIOUS"

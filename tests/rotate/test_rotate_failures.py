@@ -6,7 +6,7 @@ import json
 import threading
 
 import pytest
-from conftest import (
+from rotate_helpers import (
     FAST,
     KEY,
     NS,

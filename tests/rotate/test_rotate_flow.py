@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from conftest import (
+from rotate_helpers import (
     FAST,
     KEY,
     NS,

@@ -21,7 +21,7 @@ import sys
 import threading
 
 import pytest
-from conftest import FAST, KEY, NS, OLD, SECRET, SimPod, annotations
+from rotate_helpers import FAST, KEY, NS, OLD, SECRET, SimPod, annotations
 
 PREV = KEY + "_PREVIOUS"
 

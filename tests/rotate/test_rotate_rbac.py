@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FAST, KEY, SECRET, SimPod, rotate
+from rotate_helpers import FAST, KEY, SECRET, SimPod, rotate
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import FAST, KEY, NS, OLD, SECRET, events, rotate
+from rotate_helpers import FAST, KEY, NS, OLD, SECRET, events, rotate
 
 from agentos_secrets.testing import AtomicWriter
 
