@@ -44,8 +44,12 @@ class Expect:
             entry = status.keys.get(key)
             mounted = entry.mounted if entry else None
             if fingerprint is None:
+                # Listed at all means the file is still in the volume: unreadable, or its
+                # fingerprint still being derived ("deriving") is not "absent".
                 if mounted is not None:
                     return f"still mounts {key}"
+                if entry is not None:
+                    return f"still mounts {key} ({entry.reason or 'not readable'})"
                 continue
             if mounted != fingerprint:
                 if mounted is None and entry is not None and entry.reason:

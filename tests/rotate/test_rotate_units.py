@@ -192,3 +192,19 @@ def test_help_does_not_import_kubernetes():
             "assert 'kubernetes' not in sys.modules\n"
             "from agentos_secrets.rotate import cli\nassert 'kubernetes' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+
+
+def test_an_absent_expectation_is_not_met_by_a_key_still_being_derived():
+    """A sidecar restarted during the drop gate lists NAME_PREVIOUS with mounted null and
+    reason 'deriving' until its first turn: that key is still in the volume, not absent."""
+    from agentos_secrets.rotate.gates import Expect
+
+    fp = "fp1:0123456789abcdef"
+    expect = Expect((("T_PREVIOUS", None), ("T", fp)))
+    doc = {"version": 1, "keys": [
+        {"name": "T_PREVIOUS", "mounted": None, "applied": None, "reason": "deriving"},
+        {"name": "T", "mounted": fp, "applied": fp}]}
+    reason = expect.lag(parse_status(json.dumps(doc).encode()))
+    assert reason is not None and "T_PREVIOUS" in reason and "deriving" in reason
+    gone = {"version": 1, "keys": [{"name": "T", "mounted": fp, "applied": fp}]}
+    assert expect.lag(parse_status(json.dumps(gone).encode())) is None
