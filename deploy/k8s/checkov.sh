@@ -31,5 +31,5 @@ scan() {  # scan <checks kept, comma-separated> <kustomization>...: one checkov 
 mkdir -p "$OUT"
 scan CKV_K8S_43 base overlays/production overlays/local-dev \
     examples/production-external-secrets examples/production-csi \
-    examples/signal examples/restart examples/http
+    examples/signal examples/restart examples/http rbac-rotate
 scan CKV_K8S_43,CKV_K8S_9 examples/classic
