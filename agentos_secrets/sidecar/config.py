@@ -479,9 +479,14 @@ def _check_action(config: Config) -> None:
                 " --target-cmdline, --target-pidfile (AGENTOS_SIDECAR_TARGET_NAME, ...)"
             )
         if config.target_cmdline:
+            problem: str | None = None
             try:
                 re.compile(config.target_cmdline)
             except re.error as exc:
-                raise ConfigError(f"{_where('--target-cmdline')}: bad pattern ({exc})") from None
+                problem = f"{exc.msg} at position {exc.pos}"
+            if problem is not None:
+                # Raised outside the except block: re.error keeps the whole pattern
+                # (``.pattern``), which may be a secret typed into the wrong variable.
+                raise ConfigError(f"{_where('--target-cmdline')}: bad pattern ({problem})")
     elif config.action == "exec" and not config.exec_argv:
         raise ConfigError(f"{_where('--exec')}: required with --action exec")
