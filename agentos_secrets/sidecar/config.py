@@ -67,9 +67,20 @@ class StatusRanges:
         return f"StatusRanges({self.spec!r})"
 
 
-@dataclass(frozen=True)
+#: Free-text fields a repr must not show as given: a URL may carry credentials
+#: (``user:pass@``, ``?token=``), a command line or a target pattern may hold a secret.
+_REPR_HIDDEN = ("exec_argv", "target_name", "target_cmdline")
+_REPR_REDACTED_URLS = ("url", "api_server")
+
+
+@dataclass(frozen=True, repr=False)
 class Config:
-    """The validated configuration. Holds paths and names only, never secret content."""
+    """The validated configuration. Holds paths and names only, never secret content.
+
+    Its repr shows URLs with credentials and query redacted and hides the free-text
+    fields (``exec_argv``, ``target_name``, ``target_cmdline``): a config object ends up
+    in tracebacks with locals and debug output.
+    """
 
     watch: tuple[str, ...]
     action: str = "http"
@@ -111,6 +122,23 @@ class Config:
     log_format: str = "json"
     log_level: str = "INFO"
     shutdown_timeout: float = 20.0
+
+    def __repr__(self) -> str:
+        from dataclasses import fields
+
+        from .logs import redact_url
+
+        shown: list[str] = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name in _REPR_HIDDEN and value:
+                text = "'(given, not shown)'"
+            elif item.name in _REPR_REDACTED_URLS and value:
+                text = repr(redact_url(value))
+            else:
+                text = repr(value)
+            shown.append(f"{item.name}={text}")
+        return f"Config({', '.join(shown)})"
 
     @property
     def listen_address(self) -> tuple[str, int] | None:

@@ -122,3 +122,22 @@ def test_rollout_token_with_a_line_break_is_refused_without_the_value(tmp_path: 
             action.close()
     assert "--token-file" in str(info.value)
     assert_chain_clean(info.value, canary)
+
+
+def test_the_config_repr_shows_no_url_credentials_command_line_or_target(canary):
+    config = parse(
+        ["--watch", "/tmp", "--url", f"https://user:{canary.value}@host/reload?token={canary.value}"],
+        {},
+    )
+    text = repr(config)
+    canary.assert_absent(text, str(config))
+    assert "https://***@host/reload?***" in text and "watch=('/tmp',)" in text
+    for argv in (
+        ["--action", "exec", "--exec", f"/bin/notify --token {canary.value}"],
+        ["--action", "signal", "--target-cmdline", canary.value],
+        ["--action", "signal", "--target-name", canary.value],
+        ["--action", "rollout", "--deployment", "d", "--api-server",
+         f"https://x:{canary.value}@api:6443"],
+    ):
+        config = parse(["--watch", "/tmp", *argv], {})
+        canary.assert_absent(repr(config), str(config))
