@@ -141,3 +141,12 @@ def test_the_config_repr_shows_no_url_credentials_command_line_or_target(canary)
     ):
         config = parse(["--watch", "/tmp", *argv], {})
         canary.assert_absent(repr(config), str(config))
+
+
+def test_the_target_spec_repr_does_not_quote_the_name_or_pattern(canary):
+    from agentos_secrets.sidecar.actions.process import TargetSpec
+
+    for spec in (TargetSpec(name=canary.value), TargetSpec(cmdline=canary.value)):
+        canary.assert_absent(repr(spec), str(spec))
+        assert "given" in repr(spec)
+    assert "/run/app.pid" in repr(TargetSpec(pidfile="/run/app.pid"))
