@@ -150,3 +150,21 @@ def test_the_target_spec_repr_does_not_quote_the_name_or_pattern(canary):
         canary.assert_absent(repr(spec), str(spec))
         assert "given" in repr(spec)
     assert "/run/app.pid" in repr(TargetSpec(pidfile="/run/app.pid"))
+
+
+def test_exec_failures_keep_no_command_line_in_the_chain(tmp_path: Path, canary):
+    import sys
+
+    from agentos_secrets.sidecar.actions.exec import ExecAction
+
+    # A bare word as the command (a secret set in the wrong variable): OSError.filename.
+    with pytest.raises(ActionError) as info:
+        ExecAction((f"{canary.value}-not-a-command",)).apply("")
+    assert "cannot be run" in str(info.value)
+    assert_chain_clean(info.value, canary)
+    # A secret in the arguments of a command that hangs: TimeoutExpired.cmd.
+    hang = (sys.executable, "-c", "import time; time.sleep(30)", f"--token={canary.value}")
+    with pytest.raises(ActionError) as info:
+        ExecAction(hang, timeout=0.3).apply("")
+    assert "timed out" in str(info.value)
+    assert_chain_clean(info.value, canary)
