@@ -88,3 +88,61 @@ def test_the_first_blank_line_ends_the_head_whatever_its_line_ends():
     crlf = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\n\n"
     assert crlf[: find_head_end(crlf)] == b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     assert find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n") == -1
+
+
+def test_connects_resets_and_half_heads_leave_no_descriptor_behind():
+    import os
+    import socket
+    import struct
+    import time
+
+    from agentos_secrets.sidecar.server import MetricsAuth, Server
+
+    class Engine:
+        def health(self, now: float) -> tuple[bool, dict[str, object]]:
+            return True, {}
+
+        readiness = startup = health
+
+    class Metrics:
+        def set_warning(self, *args: object) -> None:
+            pass
+
+        def render(self) -> tuple[bytes, str]:
+            return b"# metrics\n", "text/plain"
+
+    server = Server(("127.0.0.1", 0), Engine(), Metrics(), MetricsAuth({}),  # type: ignore[arg-type]
+                    time.monotonic)
+    server.start()
+    port = server.address[1]
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def get() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+            return client.recv(64)
+
+    try:
+        assert get().startswith(b"HTTP/1.1 200")
+        baseline = fds()
+        for i in range(400):
+            client = socket.create_connection(("127.0.0.1", port), timeout=10)
+            mode = i % 4
+            if mode in (1, 3):
+                path = b"/healthz" if mode == 1 else b"/metrics"
+                client.sendall(b"GET " + path + b" HTTP/1.1\r\n\r\n")
+            elif mode == 2:
+                client.sendall(b"GET /metr")  # half a head, then gone
+            if mode in (0, 1):  # reset rather than close
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        deadline = time.monotonic() + 20
+        while server._conns and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not server._conns
+        assert fds() == baseline
+        assert get().startswith(b"HTTP/1.1 200")
+    finally:
+        server.stop()
