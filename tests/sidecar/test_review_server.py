@@ -146,3 +146,43 @@ def test_connects_resets_and_half_heads_leave_no_descriptor_behind():
         assert get().startswith(b"HTTP/1.1 200")
     finally:
         server.stop()
+
+
+def test_a_route_that_raises_is_a_500_without_its_text_and_the_server_keeps_serving(canary):
+    import socket
+    import time
+
+    from agentos_secrets.sidecar.server import MetricsAuth, Server
+
+    class Engine:
+        broken = True
+
+        def health(self, now: float) -> tuple[bool, dict[str, object]]:
+            if self.broken:
+                raise RuntimeError(f"the token is {canary.value}")
+            return True, {}
+
+        readiness = startup = health
+
+    engine = Engine()
+    server = Server(("127.0.0.1", 0), engine, object(), MetricsAuth({}),  # type: ignore[arg-type]
+                    time.monotonic)
+    server.start()
+
+    def get() -> bytes:
+        with socket.create_connection(server.address, timeout=10) as client:
+            client.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+            data = b""
+            while chunk := client.recv(4096):
+                data += chunk
+            return data
+
+    try:
+        for _ in range(5):  # more failures than workers: none of them is lost
+            answer = get()
+            assert answer.startswith(b"HTTP/1.1 500")
+            canary.assert_absent(answer)
+        engine.broken = False
+        assert get().startswith(b"HTTP/1.1 200")
+    finally:
+        server.stop()
