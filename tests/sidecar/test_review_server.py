@@ -90,62 +90,65 @@ def test_the_first_blank_line_ends_the_head_whatever_its_line_ends():
     assert find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n") == -1
 
 
+# In a child: descriptors opened or closed by other tests' leftover threads must not
+# move the count.
+CHURN_CHILD = r"""
+import json, os, socket, struct, time
+
+from agentos_secrets.sidecar.server import MetricsAuth, Server
+
+class Engine:
+    def health(self, now): return True, {}
+    readiness = startup = health
+
+class Metrics:
+    def set_warning(self, *args): pass
+    def render(self): return b"# metrics\n", "text/plain"
+
+server = Server(("127.0.0.1", 0), Engine(), Metrics(), MetricsAuth({}), time.monotonic)
+server.start()
+port = server.address[1]
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+
+def get():
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        return client.recv(64).decode("latin-1")
+
+first = get()
+baseline = fds()
+for i in range(400):
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    mode = i % 4
+    if mode in (1, 3):
+        path = b"/healthz" if mode == 1 else b"/metrics"
+        client.sendall(b"GET " + path + b" HTTP/1.1\r\n\r\n")
+    elif mode == 2:
+        client.sendall(b"GET /metr")  # half a head, then gone
+    if mode in (0, 1):  # reset rather than close
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+deadline = time.monotonic() + 20
+while server._conns and time.monotonic() < deadline:
+    time.sleep(0.05)
+result = {"first": first, "baseline": baseline, "open": len(server._conns), "after": fds(),
+          "last": get()}
+server.stop()
+print(json.dumps(result))
+"""
+
+
 def test_connects_resets_and_half_heads_leave_no_descriptor_behind():
-    import os
-    import socket
-    import struct
-    import time
-
-    from agentos_secrets.sidecar.server import MetricsAuth, Server
-
-    class Engine:
-        def health(self, now: float) -> tuple[bool, dict[str, object]]:
-            return True, {}
-
-        readiness = startup = health
-
-    class Metrics:
-        def set_warning(self, *args: object) -> None:
-            pass
-
-        def render(self) -> tuple[bytes, str]:
-            return b"# metrics\n", "text/plain"
-
-    server = Server(("127.0.0.1", 0), Engine(), Metrics(), MetricsAuth({}),  # type: ignore[arg-type]
-                    time.monotonic)
-    server.start()
-    port = server.address[1]
-
-    def fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
-
-    def get() -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-            client.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
-            return client.recv(64)
-
-    try:
-        assert get().startswith(b"HTTP/1.1 200")
-        baseline = fds()
-        for i in range(400):
-            client = socket.create_connection(("127.0.0.1", port), timeout=10)
-            mode = i % 4
-            if mode in (1, 3):
-                path = b"/healthz" if mode == 1 else b"/metrics"
-                client.sendall(b"GET " + path + b" HTTP/1.1\r\n\r\n")
-            elif mode == 2:
-                client.sendall(b"GET /metr")  # half a head, then gone
-            if mode in (0, 1):  # reset rather than close
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            client.close()
-        deadline = time.monotonic() + 20
-        while server._conns and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not server._conns
-        assert fds() == baseline
-        assert get().startswith(b"HTTP/1.1 200")
-    finally:
-        server.stop()
+    done = subprocess.run(
+        [sys.executable, "-c", CHURN_CHILD], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["first"].startswith("HTTP/1.1 200"), result
+    assert result["open"] == 0 and result["after"] == result["baseline"], result
+    assert result["last"].startswith("HTTP/1.1 200"), result
 
 
 def test_a_route_that_raises_is_a_500_without_its_text_and_the_server_keeps_serving(canary):
