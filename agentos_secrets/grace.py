@@ -20,8 +20,7 @@ that is how an operator sees the last caller still sending the old value
 from __future__ import annotations
 
 import time
-from _thread import allocate_lock
-from itertools import count  # threading.Lock without importing threading
+from _thread import allocate_lock  # threading.Lock without importing threading
 
 from .secret import Secret
 
@@ -29,7 +28,7 @@ from .secret import Secret
 # stay cheap, so they load where used (or only for type checkers).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
     from typing import Literal
 
     #: What ``Loader.verify`` returns when a presented value is accepted.
@@ -138,40 +137,42 @@ class VerifyCounts:
     Names only, never values; at most ``MAX_COUNTED_NAMES`` names (the name is the
     application's, but memory stays bounded whatever it passes).
 
-    Thread-safe without a lock on the counting path: each count is an
-    ``itertools.count``, whose ``next()`` is one C call and so cannot interleave with
-    another thread's (a ``+= 1`` on a list item can, and would lose counts); a row of
-    counts is added with ``dict.setdefault``, atomic too. That keeps ``record`` at about
-    a third of what a lock-protected increment costs, a few percent of one ``verify``
-    (``python -m benchmarks loader``). A count is read from its ``repr`` (``count(N)``),
-    which reads without advancing it.
+    Thread-safe: one lock guards the counts (an uncontended acquire and release cost
+    about a tenth of a microsecond, a few percent of one ``verify``; ``python -m
+    benchmarks loader``). Counting without it, on ``itertools.count`` objects read back
+    through their ``repr``, relied on the GIL making ``next()`` atomic (not so on a
+    free-threaded build) and on the text of a ``repr``.
     """
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self._rows: dict[str, tuple[Iterator[int], ...]] = {}
+        self._rows: dict[str, list[int]] = {}
         self._last_previous: dict[str, float] = {}
         self._clock = wall_clock
+        self._lock = allocate_lock()
 
     def record(self, name: str, result: Match | None) -> None:
         """Count one answer of ``verify(name, ...)``."""
-        row = self._rows.get(name)
-        if row is None:
-            if len(self._rows) >= MAX_COUNTED_NAMES:
-                return
-            row = self._rows.setdefault(name, (count(), count(), count()))
         index = _RESULT_INDEX[result]
-        next(row[index])
-        if index == 1:
-            self._last_previous[name] = self._clock()
+        with self._lock:
+            row = self._rows.get(name)
+            if row is None:
+                if len(self._rows) >= MAX_COUNTED_NAMES:
+                    return
+                row = self._rows[name] = [0, 0, 0]
+            row[index] += 1
+            if index == 1:
+                self._last_previous[name] = self._clock()
 
     def counts(self) -> dict[tuple[str, str], int]:
         """``{(name, result): count}``: every result of every name verified so far."""
-        return {
-            (name, result): int(repr(counter)[6:-1])
-            for name, row in list(self._rows.items())
-            for result, counter in zip(RESULTS, row, strict=True)
-        }
+        with self._lock:
+            return {
+                (name, result): value
+                for name, row in self._rows.items()
+                for result, value in zip(RESULTS, row, strict=True)
+            }
 
     def last_previous(self) -> dict[str, float]:
         """``{name: unix time}`` of the last ``previous`` answer, for names that had one."""
-        return dict(self._last_previous)
+        with self._lock:
+            return dict(self._last_previous)

@@ -46,7 +46,7 @@ def register_verify_metrics(loader: Loader, registry: CollectorRegistry | None =
     """Expose ``loader``'s verify counters in ``registry`` (default: the global one).
 
     Returns the collector: ``registry.unregister(collector)`` removes it. Each scrape
-    reads the counters afresh (a copy taken under the Loader's lock); nothing is
+    reads the counters afresh (a copy taken under the counters' lock); nothing is
     recorded twice and nothing runs between scrapes.
     """
     from prometheus_client import REGISTRY

@@ -67,9 +67,20 @@ class StatusRanges:
         return f"StatusRanges({self.spec!r})"
 
 
-@dataclass(frozen=True)
+#: Free-text fields a repr must not show as given: a URL may carry credentials
+#: (``user:pass@``, ``?token=``), a command line or a target pattern may hold a secret.
+_REPR_HIDDEN = ("exec_argv", "target_name", "target_cmdline")
+_REPR_REDACTED_URLS = ("url", "api_server")
+
+
+@dataclass(frozen=True, repr=False)
 class Config:
-    """The validated configuration. Holds paths and names only, never secret content."""
+    """The validated configuration. Holds paths and names only, never secret content.
+
+    Its repr shows URLs with credentials and query redacted and hides the free-text
+    fields (``exec_argv``, ``target_name``, ``target_cmdline``): a config object ends up
+    in tracebacks with locals and debug output.
+    """
 
     watch: tuple[str, ...]
     action: str = "http"
@@ -111,6 +122,23 @@ class Config:
     log_format: str = "json"
     log_level: str = "INFO"
     shutdown_timeout: float = 20.0
+
+    def __repr__(self) -> str:
+        from dataclasses import fields
+
+        from .logs import redact_url
+
+        shown: list[str] = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name in _REPR_HIDDEN and value:
+                text = "'(given, not shown)'"
+            elif item.name in _REPR_REDACTED_URLS and value:
+                text = repr(redact_url(value))
+            else:
+                text = repr(value)
+            shown.append(f"{item.name}={text}")
+        return f"Config({', '.join(shown)})"
 
     @property
     def listen_address(self) -> tuple[str, int] | None:
@@ -480,9 +508,14 @@ def _check_action(config: Config) -> None:
                 " --target-cmdline, --target-pidfile (AGENTOS_SIDECAR_TARGET_NAME, ...)"
             )
         if config.target_cmdline:
+            problem: str | None = None
             try:
                 re.compile(config.target_cmdline)
             except re.error as exc:
-                raise ConfigError(f"{_where('--target-cmdline')}: bad pattern ({exc})") from None
+                problem = f"{exc.msg} at position {exc.pos}"
+            if problem is not None:
+                # Raised outside the except block: re.error keeps the whole pattern
+                # (``.pattern``), which may be a secret typed into the wrong variable.
+                raise ConfigError(f"{_where('--target-cmdline')}: bad pattern ({problem})")
     elif config.action == "exec" and not config.exec_argv:
         raise ConfigError(f"{_where('--exec')}: required with --action exec")

@@ -92,11 +92,13 @@ class Request:
 
 def find_head_end(buffer: bytes) -> int:
     """The length of the head in ``buffer`` (up to the blank line), or -1 if incomplete."""
-    end = buffer.find(b"\r\n\r\n")
-    if end >= 0:
-        return end + 4
-    end = buffer.find(b"\n\n")  # bare LF line ends, as HTTP/1.1 allows a server to accept
-    return end + 2 if end >= 0 else -1
+    # The first blank line ends the head, whichever line ends it uses: bare LF, as
+    # HTTP/1.1 allows a server to accept, or CRLF (a pipelined request after a bare-LF
+    # head must not be read as part of it).
+    ends = [i + 2 for i in (buffer.find(b"\n\n"),) if i >= 0]
+    ends += [i + 4 for i in (buffer.find(b"\r\n\r\n"),) if i >= 0]
+    ends += [i + 3 for i in (buffer.find(b"\n\r\n"),) if i >= 0]
+    return min(ends, default=-1)
 
 
 def parse_head(head: bytes) -> Request:

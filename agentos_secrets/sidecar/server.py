@@ -82,6 +82,9 @@ EVICT_AFTER = 0.0
 WORKERS = 2
 #: Requests waiting for a worker at most (503 beyond).
 MAX_QUEUED = 32
+#: Seconds the listener is left alone after accept() failed (EMFILE, ENFILE, ENOBUFS):
+#: the pending connection keeps it readable, so retrying at once spins the loop.
+ACCEPT_PAUSE = 0.25
 
 
 class MetricsAuth:
@@ -274,6 +277,9 @@ class Server:
         self._jobs: queue.Queue[tuple[_Conn, Request] | None] = queue.Queue(MAX_QUEUED)
         self._done: collections.deque[tuple[_Conn, bytes]] = collections.deque()
         self._stopping = False
+        #: When accepting resumes after a failed accept() (None: accepting).
+        self._accept_resume: float | None = None
+        self._accept_failing = False
         self._thread = threading.Thread(target=self._serve, name="sidecar-http", daemon=True)
         self._workers = [
             threading.Thread(target=self._work, name=f"sidecar-http-{i}", daemon=True)
@@ -325,6 +331,8 @@ class Server:
             # Asleep while idle (no timer: the idle benchmark counts wakeups); stop()
             # and the workers wake the loop through the socket pair.
             timeout = min((c.deadline for c in self._conns.values()), default=now + 3600) - now
+            if self._accept_resume is not None:
+                timeout = min(timeout, self._accept_resume - now)
             try:
                 events = self._selector.select(max(0.0, min(timeout, 3600.0)))
             except OSError:  # the selector closed under us (stop)
@@ -337,7 +345,11 @@ class Server:
                     conn = self._conns.get(key.fileobj)  # type: ignore[call-overload]
                     if conn is not None:
                         self._close(conn)
-            self._expire(time.monotonic())
+            now = time.monotonic()
+            self._expire(now)
+            if self._accept_resume is not None and now >= self._accept_resume:
+                self._accept_resume = None
+                self._selector.register(self._listener, selectors.EVENT_READ, "accept")
 
     def _event(self, key: selectors.SelectorKey, mask: int) -> None:
         if key.data == "wake":
@@ -362,10 +374,16 @@ class Server:
                 sock, _addr = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and the like: back off for this turn
-                logger.warning("probe server: accept failed (%s)", exc.strerror or "error")
+            except OSError as exc:  # EMFILE and the like: leave the listener alone a while
+                if not self._accept_failing:  # once per episode, not once per retry
+                    logger.warning("probe server: accept failed (%s); retrying every %g s",
+                                   exc.strerror or "error", ACCEPT_PAUSE)
+                self._accept_failing = True
+                self._selector.unregister(self._listener)
+                self._accept_resume = time.monotonic() + ACCEPT_PAUSE
                 return
             sock.setblocking(False)
+            self._accept_failing = False
             now = time.monotonic()
             if len(self._conns) >= MAX_CONNECTIONS and not self._evict_one(now):
                 self.rejected += 1

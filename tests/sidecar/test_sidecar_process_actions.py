@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -119,11 +118,36 @@ def test_not_ready_without_exactly_one_target(child, tmp_path):
     )
 
 
+# Run in a child whose command line carries a marker no other process has: matching
+# pytest's own command line instead also matched any other pytest run with the same
+# arguments on the machine, and the test then failed for a reason it does not test.
+SELF_TARGET = r"""
+import re, subprocess, sys
+from agentos_secrets.sidecar.actions.process import TargetSpec, find_target
+marker = sys.argv[1]
+spec = TargetSpec(cmdline=re.escape(marker))
+alone, why = find_target(spec)
+assert alone is None and "no process" in (why or ""), (alone, why)
+twin = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", marker])
+try:
+    found, why = find_target(spec)
+    assert found is not None and found.pid == twin.pid, (found, why)
+finally:
+    twin.kill()
+    twin.wait(5)
+print("ok")
+"""
+
+
 def test_the_sidecar_never_targets_itself():
-    # The pattern is in this very process's command line (pytest's argv): not a target.
-    me = " ".join(open(f"/proc/{os.getpid()}/cmdline").read().split("\0")).strip()
-    target, why = find_target(TargetSpec(cmdline="^" + re.escape(me) + "$"))
-    assert target is None and "no process" in (why or "")
+    # The pattern is in the searching process's own command line, as a sidecar's
+    # --target-cmdline is: it is not a target, while another process with the same
+    # command line is found (so the pattern does match).
+    marker = f"agentos-self-{uuid.uuid4().hex}"
+    done = subprocess.run(
+        [sys.executable, "-c", SELF_TARGET, marker], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def test_pause_process_is_refused(tmp_path):

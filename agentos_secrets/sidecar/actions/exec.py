@@ -71,6 +71,10 @@ class ExecAction:
         with self._lock:
             if self._aborted.is_set():
                 raise ActionError(f"command {name} not run: shutting down", retryable=True)
+            # Errors are raised outside the except blocks: OSError.filename holds
+            # argv[0] and TimeoutExpired.cmd the whole command line, which may carry a
+            # secret, and would travel along as __context__.
+            failure: str | None = None
             try:
                 proc = subprocess.Popen(
                     self.argv,
@@ -81,20 +85,22 @@ class ExecAction:
                     start_new_session=True,
                 )
             except OSError as exc:
-                raise ActionError(
-                    f"command {name} cannot be run ({exc.strerror or type(exc).__name__})",
-                    retryable=False,
-                ) from None
+                failure = exc.strerror or type(exc).__name__
+            if failure is not None:
+                raise ActionError(f"command {name} cannot be run ({failure})", retryable=False)
             self._proc = proc
         try:
+            timed_out = False
             try:
                 status = proc.wait(self.timeout)
             except subprocess.TimeoutExpired:
+                timed_out = True
+            if timed_out:
                 _kill_group(proc, signal.SIGKILL)
                 proc.wait()
                 raise ActionError(
                     f"command {name} timed out after {self.timeout:g}s", retryable=True
-                ) from None
+                )
         finally:
             with self._lock:
                 self._proc = None

@@ -19,6 +19,7 @@ header value or a key.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import time
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ __all__ = ["HttpAction"]
 
 USER_AGENT = "agentos-secrets-sidecar/0.1.0"
 _MAX_BODY = 64 * 1024  # of a reload endpoint's answer, read and dropped
+_HEADER_VALUE_RE = re.compile(r"[\t\x20-\x7e]*")
 
 
 def _tls_context(url: str) -> ssl.SSLContext | bool:
@@ -106,7 +108,18 @@ class HttpAction:
                 value, _ = read_secret_file(path, variable=f"--header-file {name}")
             except SecretError as exc:
                 raise ActionError(f"header {name}: {exc}", retryable=True) from None
-            headers[name] = value.decode("utf-8")
+            text = value.decode("utf-8")
+            if not _HEADER_VALUE_RE.fullmatch(text):
+                # A line break (a multi-line file), a control or a non-ASCII character:
+                # httpx would refuse it with an error quoting the whole value (h11's
+                # "Illegal header value b'...'", a UnicodeEncodeError's .object), and
+                # httpcore logs that error at DEBUG.
+                raise ActionError(
+                    f"header {name}: the file holds a line break, a control or a non-ASCII"
+                    " character (not sent)",
+                    retryable=True,
+                )
+            headers[name] = text
         if self.hmac_key_file:
             try:
                 key, _ = read_secret_file(self.hmac_key_file, variable="--hmac-key-file")
@@ -131,6 +144,7 @@ class HttpAction:
         body = json.dumps(payload).encode()
         headers = self._headers(body)
         headers.update(IDENTITY)
+        failure: str | None = None
         try:
             with self._client.stream(
                 self.method, self.url, content=body, headers=headers
@@ -140,13 +154,13 @@ class HttpAction:
                 # never an endless or dripped one (closing drops the connection).
                 read_body(response, limit=_MAX_BODY, seconds=self.timeout)
         except httpx.TimeoutException:
-            raise ActionError(
-                f"{self._where}: timed out after {self.timeout:g}s", retryable=True
-            ) from None
+            failure = f"timed out after {self.timeout:g}s"
         except httpx.HTTPError as exc:
-            raise ActionError(
-                f"{self._where}: {type(exc).__name__}", retryable=True
-            ) from None
+            failure = type(exc).__name__
+        if failure is not None:
+            # Raised outside the except block: httpx's error may quote a header value
+            # (h11's "Illegal header value b'...'") and would travel as __context__.
+            raise ActionError(f"{self._where}: {failure}", retryable=True)
         if status in self.expect_status:
             return
         retryable = status == 429 or status >= 500

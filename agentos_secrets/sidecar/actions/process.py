@@ -64,13 +64,18 @@ class Target:
             return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class TargetSpec:
     """How to find the target: exactly one of the three is set."""
 
     name: str | None = None
     cmdline: str | None = None
     pidfile: str | None = None
+
+    def __repr__(self) -> str:
+        # As describe(): the free-text name and pattern are not quoted (a secret may
+        # have been typed into the wrong variable).
+        return f"TargetSpec({self.describe()})"
 
     def describe(self) -> str:
         """The target as messages (logs, ``/readyz``) name it. Free-text flag values are

@@ -39,7 +39,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ...errors import SecretError
+from ...errors import SecretError, SecretValueError
 from ...files import read_bounded, read_secret_file, shown_path
 from .base import ActionError
 from .bounded import IDENTITY, read_body
@@ -78,6 +78,8 @@ _DNS_SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
 _DNS_LABEL_RE = re.compile(_DNS_LABEL)
 _QUALIFIED_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _REASON_RE = re.compile(r"[A-Za-z]{1,64}")
+#: A bearer token as the Authorization header carries it (a JWT: printable ASCII).
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")
 
 # Statuses that say "try again soon"; every other non-2xx is a configuration error.
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -240,7 +242,15 @@ class RolloutAction:
             max_bytes=_MAX_TOKEN_BYTES,
             check_permissions=False,
         )
-        return data.decode("utf-8")
+        token = data.decode("utf-8")
+        if not _TOKEN_RE.fullmatch(token):
+            # httpx would refuse the header with an error quoting the whole token.
+            raise SecretValueError(
+                "--token-file: the token holds a space, a line break, a control or a"
+                " non-ASCII character",
+                variable="--token-file",
+            )
+        return token
 
     def ready(self) -> str | None:
         if self.deployment is None:
@@ -312,20 +322,28 @@ class RolloutAction:
                 status = response.status_code
                 raw = read_body(response, limit=_MAX_RESPONSE_BYTES, seconds=self.timeout)
         except httpx.TimeoutException as exc:
-            raise ActionError(
+            failure = ActionError(
                 f"{what}: timed out after {self.timeout:g} s ({type(exc).__name__})",
                 retryable=True,
-            ) from None
+            )
         except httpx.TransportError as exc:
             if _untrusted_certificate(exc):
-                raise ActionError(
+                failure = ActionError(
                     f"{what}: the API server's certificate is not trusted by --ca-file"
                     f" ({shown_path(self.ca_file)})",
                     retryable=False,
-                ) from None
-            raise ActionError(
-                f"{what}: cannot reach the API server ({type(exc).__name__})", retryable=True
-            ) from None
+                )
+            else:
+                failure = ActionError(
+                    f"{what}: cannot reach the API server ({type(exc).__name__})",
+                    retryable=True,
+                )
+        else:
+            failure = None
+        if failure is not None:
+            # Raised outside the except block: httpx's error may quote a header value
+            # (the token) and would travel as __context__.
+            raise failure
         if raw is None:
             raise ActionError(
                 f"{what}: the API server's answer is larger than {_MAX_RESPONSE_BYTES} bytes"
