@@ -64,6 +64,10 @@ def _log(level: int, message: str, **fields: object) -> None:
     logger.log(level, message, extra={"fields": fields})
 
 
+#: Distinct warnings remembered so each is logged once; beyond it the memory restarts.
+_MAX_REMEMBERED_WARNINGS = 256
+
+
 class Engine:
     """Detection, coalescing, storm breaker, retries and state: see the module docs."""
 
@@ -432,6 +436,9 @@ class Engine:
 
     def _warn_once(self, key: str, message: str, **fields: object) -> None:
         if key not in self._logged_warnings:
+            if len(self._logged_warnings) >= _MAX_REMEMBERED_WARNINGS:
+                # Problem texts may name per-generation paths: forget rather than grow.
+                self._logged_warnings.clear()
             self._logged_warnings.add(key)
             _log(logging.WARNING, message, **fields)
 
