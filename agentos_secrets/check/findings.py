@@ -169,10 +169,11 @@ _RULE_LIST: tuple[Rule, ...] = (
          "A container's boolean setting or AGENTOS_PROFILE is not understood (as AS116), or "
          "secrets-sidecar's --action, --log-format, --log-level or --send-fingerprint is "
          "not one of its words, or a numeric flag (--debounce, --resync, --max-per-hour, "
-         "...) is not a finite number in range: the sidecar refuses to start or fails "
-         "closed.",
-         "Use one of the words listed in the message (the sidecar compares choices "
-         "exactly, e.g. signal, not Signal)."),
+         "...) is not a finite number in range (or --max-wait is shorter than --debounce), "
+         "or --listen is not HOST:PORT with an IP address: the sidecar refuses to start "
+         "or fails closed.",
+         "Use one of the words listed in the message, and numbers in the range it "
+         "gives."),
     Rule("AS213", "sidecar-status-unreachable", _E,
          "A workload mounts Secret agentos-secrets but agentos-secrets rotate cannot read "
          "its sidecar's /status through pods/proxy: --listen is off or on loopback, its "

@@ -221,6 +221,8 @@ def _sidecar_setting_rules(
     ``--send-fingerprint`` switch that the sidecar would refuse or could not read."""
     from ..booleans import BooleanSettingError, parse_bool
 
+    numbers: dict[str, float] = {}
+    order_field = f"{sidecar.field}.args"
     for flag in (*switches.CHOICES, *switches.NUMBERS):
         raw, from_env = sidecar_flag_source(sidecar, env, flag)
         problem = None if raw is None else (
@@ -228,12 +230,20 @@ def _sidecar_setting_rules(
             or switches.sidecar_number_problem(flag, raw, from_env=from_env))
         if problem:
             yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
-                            f"{sidecar.field}.{'env' if from_env else 'args'}")
+                            _flag_field(sidecar, flag, from_env=from_env))
+        elif raw is not None and flag in switches.NUMBERS and raw.strip():
+            value = switches.sidecar_number(flag, raw)
+            if value is not None:
+                numbers[flag] = value
+                order_field = _flag_field(sidecar, flag, from_env=from_env)
+    order = switches.sidecar_order_problem(numbers)
+    if order:
+        yield c.finding("AS212", f"{SIDECAR_NAME}: {order}", order_field)
     raw, from_env = sidecar_flag_source(sidecar, env, "listen")
     problem = None if raw is None else switches.sidecar_listen_problem(raw, from_env=from_env)
     if problem:
         yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
-                        f"{sidecar.field}.{'env' if from_env else 'args'}")
+                        _flag_field(sidecar, "listen", from_env=from_env))
     raw, from_env = sidecar_flag_source(sidecar, env, "send-fingerprint")
     if raw is not None and not from_env:  # the environment is judged with the others
         try:
@@ -243,6 +253,18 @@ def _sidecar_setting_rules(
                             "(the value is not shown): "
                             + switches.BOOLEANS["AGENTOS_SIDECAR_SEND_FINGERPRINT"],
                             f"{sidecar.field}.args")
+
+
+def _flag_field(sidecar: Container, flag: str, *, from_env: bool) -> str:
+    """The field that sets a sidecar flag: its ``env`` entry, or the ``args`` (or
+    ``command``) list that holds it."""
+    if from_env:
+        return f"{sidecar.field}.env[AGENTOS_SIDECAR_{flag.upper().replace('-', '_')}]"
+    for key in ("args", "command"):
+        items = sidecar.body.get(key) or []
+        if any(a == f"--{flag}" or str(a).startswith(f"--{flag}=") for a in items):
+            return f"{sidecar.field}.{key}"
+    return f"{sidecar.field}.args"
 
 
 _DEFAULT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
