@@ -1,9 +1,12 @@
-"""Writing a check's result: text for people, JSON for scripts, SARIF for code scanning.
+"""Writing a check's result: text for people, JSON for scripts, SARIF for code scanning,
+GitHub workflow commands for pull-request annotations, JUnit XML for other CI systems.
 
-All three are built from the same :class:`Report`; none of them sees a secret value,
-because findings never hold one. The JSON layout is versioned by
-``schema/report-v1.json`` (shipped in the package); SARIF follows 2.1.0 with every rule
-described in ``tool.driver.rules`` so that code-scanning UIs can show the fix.
+All are built from the same :class:`Report`; none of them sees a secret value, because
+findings never hold one. Each points at the file, line and column to change
+(:mod:`.locate`). The JSON layout is versioned by ``schema/report-v1.json`` (shipped in
+the package); SARIF follows 2.1.0 as GitHub code scanning wants it (relative URIs
+against ``%SRCROOT%``, every rule with its full description and help from
+``docs/rules.md``, stable fingerprints); see :mod:`.ci_formats` for the other two.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class Report(NamedTuple):
     fail_on: Severity
     inputs: Sequence[tuple[str, str]]  # (kind, source)
     version: str
+    #: The directory finding files are relative to (absolute).
+    root: str = "."
 
     def active(self) -> list[Finding]:
         return [f for f in self.findings if f.suppressed is None]
@@ -73,7 +78,9 @@ def _text(report: Report) -> str:
     for f in report.ordered():
         label = "SUPPRESSED" if f.suppressed is not None else f.severity.value.upper()
         lines.append(f"{label:<8} {f.rule.id} {f.rule.name}")
-        lines.append(f"  at:   {one_line(f.where())}")
+        spot = f.spot()
+        where = f"{spot}  {f.where()}" if spot else f.where()
+        lines.append(f"  at:   {one_line(where)}")
         lines.append(f"  what: {one_line(f.message)}")
         if f.suppressed is not None:
             lines.append(f"  why suppressed: {one_line(f.suppressed)}")
@@ -105,7 +112,9 @@ def _finding_json(f: Finding) -> dict[str, object]:
             "variable": f.variable,
             "path": f.path,
             "source": f.source,
+            "file": f.file,
             "line": f.line,
+            "column": f.column,
         },
         "suppressed": None
         if f.suppressed is None
@@ -143,41 +152,44 @@ _RULE_IDS = sorted(RULES)
 def _uri(path: str) -> str:
     from urllib.parse import quote
 
-    return quote(path, safe="/:")
+    return quote(path, safe="/")
 
 
 def _sarif_rule(rule_id: str) -> dict[str, object]:
+    from .rule_docs import rule_help
+
     r = RULES[rule_id]
+    markdown = rule_help(r.id)
     return {
         "id": r.id,
         "name": r.name,
         "shortDescription": {"text": r.summary},
-        "help": {"text": r.fix},
+        "fullDescription": {"text": f"{r.summary} Fix: {r.fix}"},
+        "help": {"text": markdown or r.fix, "markdown": markdown or r.fix},
         "helpUri": f"{DOCS_URI}#{r.help_anchor}",
         "defaultConfiguration": {"level": r.severity.value},
-        "properties": {"profiles": list(r.profiles)},
+        "properties": {"profiles": list(r.profiles), "tags": ["security"]},
     }
 
 
-def _artifact(f: Finding) -> tuple[str, int | None] | None:
-    """The file a code-scanning UI should annotate, and the line, for one finding.
+#: The base every artifact URI is relative to: the root (``--root``), as GitHub's
+#: code scanning expects for files of the repository.
+SRCROOT = "SRCROOT"
 
-    The line to edit when known (an env file's variable, a YAML file's object); else the
-    kustomization file of a rendered directory (line 1); else the secret file itself.
-    """
-    import os
 
-    source = f.source
-    if source and source not in ("environment", "<stdin>"):
-        if os.path.isdir(source):
-            for name in ("kustomization.yaml", "kustomization.yml", "Kustomization"):
-                if os.path.isfile(os.path.join(source, name)):
-                    return os.path.join(source, name), 1
-        else:
-            return source, f.line
-    if f.path:
-        return f.path, None
-    return None
+def _physical(f: Finding) -> dict[str, object] | None:
+    """The file and region of a finding, when it is a file under the root."""
+    if f.file is None or f.file == "<stdin>" or f.file.startswith("../") or f.file == "..":
+        return None
+    physical: dict[str, object] = {
+        "artifactLocation": {"uri": _uri(f.file), "uriBaseId": SRCROOT}
+    }
+    if f.line:
+        region: dict[str, object] = {"startLine": f.line}
+        if f.column:
+            region["startColumn"] = f.column
+        physical["region"] = region
+    return physical
 
 
 def _identity(f: Finding) -> str:
@@ -191,11 +203,8 @@ def _identity(f: Finding) -> str:
 
 def _sarif_result(f: Finding) -> dict[str, object]:
     location: dict[str, object] = {}
-    artifact = _artifact(f)
-    if artifact is not None:
-        physical: dict[str, object] = {"artifactLocation": {"uri": _uri(artifact[0])}}
-        if artifact[1]:
-            physical["region"] = {"startLine": artifact[1]}
+    physical = _physical(f)
+    if physical is not None:
         location["physicalLocation"] = physical
     logical = f.obj or f.variable
     if logical:
@@ -218,6 +227,13 @@ def _sarif_result(f: Finding) -> dict[str, object]:
     return result
 
 
+def _root_uri(root: str) -> str:
+    from pathlib import Path
+
+    uri = Path(root).resolve().as_uri()
+    return uri if uri.endswith("/") else uri + "/"
+
+
 def _sarif(report: Report) -> str:
     import json
 
@@ -230,13 +246,20 @@ def _sarif(report: Report) -> str:
                     "driver": {
                         "name": "agentos-secrets",
                         "version": report.version,
+                        "semanticVersion": report.version,
                         "informationUri": DOCS_URI,
                         "rules": [_sarif_rule(i) for i in _RULE_IDS],
                     }
                 },
+                "originalUriBaseIds": {
+                    SRCROOT: {"uri": _root_uri(report.root),
+                              "description": {"text": "The directory paths are relative "
+                                              "to (--root, else where check ran)."}},
+                },
                 "invocations": [
                     {"executionSuccessful": True, "exitCode": report.exit_code}
                 ],
+                "columnKind": "unicodeCodePoints",
                 "results": [_sarif_result(f) for f in report.ordered()],
             }
         ],
@@ -244,9 +267,22 @@ def _sarif(report: Report) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-_FORMATS = {"text": _text, "json": _json, "sarif": _sarif}
+def _github(report: Report) -> str:
+    from .ci_formats import github
+
+    return github(report)
+
+
+def _junit(report: Report) -> str:
+    from .ci_formats import junit
+
+    return junit(report)
+
+
+_FORMATS = {"text": _text, "json": _json, "sarif": _sarif, "github": _github,
+            "junit": _junit}
 
 
 def render(report: Report, fmt: str) -> str:
-    """The report in ``fmt``: ``text``, ``json`` or ``sarif``."""
+    """The report in ``fmt``: ``text``, ``json``, ``sarif``, ``github`` or ``junit``."""
     return _FORMATS[fmt](report)
