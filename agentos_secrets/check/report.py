@@ -177,19 +177,35 @@ def _sarif_rule(rule_id: str) -> dict[str, object]:
 SRCROOT = "SRCROOT"
 
 
-def _physical(f: Finding) -> dict[str, object] | None:
-    """The file and region of a finding, when it is a file under the root."""
+def _physical(f: Finding, root: str) -> dict[str, object] | None:
+    """The file and region of a finding, when it is a file under the root.
+
+    A finding about the whole file (a variable the env file lacks) gets the region of
+    the whole file, as SARIF asks for such results.
+    """
     if f.file is None or f.file == "<stdin>" or f.file.startswith("../") or f.file == "..":
         return None
-    physical: dict[str, object] = {
-        "artifactLocation": {"uri": _uri(f.file), "uriBaseId": SRCROOT}
-    }
-    if f.line:
-        region: dict[str, object] = {"startLine": f.line}
-        if f.column:
-            region["startColumn"] = f.column
-        physical["region"] = region
-    return physical
+    region: dict[str, object] = {"startLine": f.line or 1}
+    if f.line and f.column:
+        region["startColumn"] = f.column
+    elif not f.line:
+        region["endLine"] = _line_count(root, f.file)
+    return {"artifactLocation": {"uri": _uri(f.file), "uriBaseId": SRCROOT},
+            "region": region}
+
+
+def _line_count(root: str, file: str) -> int:
+    """The lines of a file the check has read already (1 when it cannot be read now)."""
+    import os
+
+    from .errors import InputError
+    from .reading import MAX_MANIFEST_BYTES, read_file
+
+    try:
+        text = read_file(os.path.join(root, file), "--manifests", MAX_MANIFEST_BYTES)
+    except InputError:
+        return 1
+    return max(1, len(text.splitlines()))
 
 
 def _identity(f: Finding) -> str:
@@ -201,9 +217,9 @@ def _identity(f: Finding) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _sarif_result(f: Finding) -> dict[str, object]:
+def _sarif_result(f: Finding, root: str) -> dict[str, object]:
     location: dict[str, object] = {}
-    physical = _physical(f)
+    physical = _physical(f, root)
     if physical is not None:
         location["physicalLocation"] = physical
     logical = f.obj or f.variable
@@ -260,7 +276,7 @@ def _sarif(report: Report) -> str:
                     {"executionSuccessful": True, "exitCode": report.exit_code}
                 ],
                 "columnKind": "unicodeCodePoints",
-                "results": [_sarif_result(f) for f in report.ordered()],
+                "results": [_sarif_result(f, report.root) for f in report.ordered()],
             }
         ],
     }

@@ -20,7 +20,7 @@ from redteam_lib import container, deployment, good_docs, run_process, set_env, 
 
 from agentos_secrets.check import kustomize
 
-FORMATS = ("text", "json", "sarif")
+FORMATS = ("text", "json", "sarif", "github", "junit")
 CHECK_DIR = Path(__file__).resolve().parents[2] / "agentos_secrets" / "check"
 
 
