@@ -85,12 +85,11 @@ def junit(report: Report) -> str:
         rule = RULES[rule_id]
         case = ET.SubElement(suite, "testcase", classname=f"agentos-secrets.{rule_id}",
                              name=one_line(f"{rule_id} {rule.name}: {subject}"))
-        spot = next((f.spot() for f in found if f.spot()), None)
-        if spot:
-            case.set("file", one_line(spot.split(":", 1)[0] if ":" in spot else spot))
-            first = next(f for f in found if f.spot())
-            if first.line:
-                case.set("line", str(first.line))
+        located = next((f for f in found if f.file), None)
+        if located is not None and located.file:
+            case.set("file", one_line(located.file))
+            if located.line:
+                case.set("line", str(located.line))
         active = [f for f in found if f.suppressed is None]
         if active:
             failures += 1

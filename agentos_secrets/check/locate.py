@@ -272,9 +272,9 @@ def _absolute(patch: _Patch, spot: tuple[int, int]) -> tuple[int, int]:
     scalar under its ``patch:`` key: its lines start on the next line)."""
     if patch.base is None:
         return spot
-    line = patch.base[0] + spot[0]
-    text = patch.lines[line - 1] if 0 < line <= len(patch.lines) else ""
-    return line, len(text) - len(text.lstrip(" ")) + spot[1]
+    first = patch.base[0] + 1  # the block's first line sets its indentation
+    text = patch.lines[first - 1] if 0 < first <= len(patch.lines) else ""
+    return patch.base[0] + spot[0], len(text) - len(text.lstrip(" ")) + spot[1]
 
 
 def _locate_rendered(body: Mapping[str, Any], field: str | None, kind: str, name: str,

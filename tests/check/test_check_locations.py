@@ -267,3 +267,19 @@ def test_junit_has_a_case_per_rule_and_object(run_check, tmp_path):
               if f["suppressed"] is None}
     assert int(suite.get("failures")) == len(failures) == len(active) >= 1
     assert suite.get("skipped") == "1"
+
+
+def test_an_inline_strategic_merge_patch_points_at_its_field(run_check, tmp_path):
+    """Inside a block scalar, nested lines keep their column: indentation counts once."""
+    text = ("resources: [../base]\npatches:\n  - patch: |-\n      apiVersion: apps/v1\n"
+            "      kind: Deployment\n      metadata:\n        name: agentos-federation\n"
+            "      spec:\n        template:\n          spec:\n            containers:\n"
+            "              - name: agentos\n                volumeMounts:\n"
+            "                  - name: agentos-secrets\n"
+            "                    mountPath: /etc/agentos/secrets\n"
+            "                    subPath: AGENTOS_SERVICE_TOKEN\n")
+    overlay = _kustomization(tmp_path, text)
+    run = run_check("--no-env", "--manifests", str(overlay), "--root", str(tmp_path),
+                    "--format", "json")
+    assert _findings(run)["AS203"] == ("overlay/kustomization.yaml",
+                                       *_line_of(text, "subPath: AGENTOS"))
