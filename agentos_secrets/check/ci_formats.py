@@ -5,33 +5,46 @@
 annotation on that line of the pull request, then a summary line. Data and properties
 are escaped as the Actions runner unescapes them (``%`` ``\\r`` ``\\n``, and in
 properties also ``:`` and ``,``), after every other control character is escaped by
-:func:`~.report.one_line`: nothing in a finding can end the command early or start
+:func:`~.textsafe.one_line`: nothing in a finding can end the command early or start
 another one (``::add-mask::``, ``::stop-commands::``).
 
 ``--format junit`` writes one test case per rule and object (or variable): a failure
 for an unsuppressed finding, skipped for a suppressed one, and one passing case per rule
 that ran on the inputs and found nothing, so that CI systems rendering JUnit (GitLab, Jenkins, Azure
 Pipelines) list what was checked. XML 1.0 cannot carry most control characters: they
-are escaped by :func:`~.report.one_line` before ElementTree escapes the markup.
+are escaped by :func:`~.textsafe.one_line` before ElementTree escapes the markup.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .findings import RULES, Finding, Severity
+from .textsafe import one_line
 
-if TYPE_CHECKING:
-    from .report import Report
+
+class Report(Protocol):
+    """What these formats read of :class:`~.report.Report` (which imports this module)."""
+
+    profile: str
+    inputs: Sequence[tuple[str, str]]
+
+    @property
+    def suppressed(self) -> int: ...
+
+    @property
+    def exit_code(self) -> int: ...
+
+    def ordered(self) -> list[Finding]: ...
+
+    def count(self, severity: Severity) -> int: ...
 
 __all__ = ["escape_data", "escape_property", "github", "junit"]
 
 
 def escape_data(text: str) -> str:
     """A workflow command's message, as the runner unescapes it."""
-    from .report import one_line
-
     return one_line(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
@@ -72,8 +85,6 @@ def _subject(f: Finding) -> str:
 
 def junit(report: Report) -> str:
     import xml.etree.ElementTree as ET
-
-    from .report import one_line
 
     groups: dict[tuple[str, str], list[Finding]] = {}
     for f in report.ordered():
@@ -122,8 +133,6 @@ _FAMILY = {"environment": "AS1", "manifests": "AS2", "fingerprints": "AS3"}
 
 
 def _details(found: Sequence[Finding]) -> str:
-    from .report import one_line
-
     lines = []
     for f in found:
         spot = f.spot()

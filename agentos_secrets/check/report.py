@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .findings import RULES, Finding, Severity
+from .textsafe import one_line
 
 __all__ = ["DOCS_URI", "Report", "one_line", "render"]
 
@@ -54,18 +55,6 @@ class Report(NamedTuple):
 
 
 # -- text ------------------------------------------------------------------------------------
-
-
-#: Control characters and line/paragraph separators: a name in a manifest could otherwise
-#: start a new line of the report ("0 error(s) ... passed") or drive the CI terminal.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
-    c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029, *range(0x80, 0xA0))
-}
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line, every control character escaped (JSON escapes them itself)."""
-    return text.translate(_CONTROL)
 
 
 def _text(report: Report) -> str:
