@@ -182,10 +182,11 @@ def _targets(entry: Mapping[str, Any], kind: str, name: str) -> bool | None:
     if isinstance(want_kind, str) and want_kind and want_kind != kind:
         return False
     if isinstance(want_name, str) and want_name:
-        try:
-            return re.fullmatch(want_name, name) is not None or want_name in name
-        except re.error:
-            return want_name in name
+        # kustomize reads the name as an RE2 pattern (linear time); Python's backtracking
+        # engine must not run a pattern from the input, so a pattern selects every name.
+        if re.search(r"[\\^$.|?*+()\[\]{}]", want_name):
+            return True
+        return want_name in name
     return True
 
 
