@@ -11,6 +11,7 @@ Exit codes are a contract CI scripts rely on:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -85,7 +86,13 @@ def _parser() -> argparse.ArgumentParser:
                         "from FP (printed by 'agentos-secrets fingerprint NAME' elsewhere)")
     parser.add_argument("--ignore", action="append", default=[], metavar="RULE=REASON",
                         help="suppress every finding of RULE; a reason is required")
-    parser.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    parser.add_argument("--format", choices=("text", "json", "sarif", "github", "junit"),
+                        default="text",
+                        help="text (default), json, sarif (code scanning), github "
+                        "(workflow-command annotations) or junit (XML test report)")
+    parser.add_argument("--root", metavar="DIR",
+                        help="show file paths relative to DIR (default: the working "
+                        "directory; in CI, the repository's root)")
     parser.add_argument("--fail-on", choices=("error", "warning"), default="error",
                         help="the lowest severity that makes the exit code 1 "
                         "(default: error)")
@@ -110,6 +117,36 @@ def _with_lines(findings: list[Finding], env: Environment) -> list[Finding]:
         f._replace(line=env.lines.get((f.variable or "").split(",")[0]))
         for f in findings
     ]
+
+
+def _located(findings: list[Finding], loaded: list[Manifests], env_file: str | None,
+             root: str) -> list[Finding]:
+    """Every finding with the file, line and column to change (see :mod:`.locate`)."""
+    from .locate import kustomization_of, locate, new_cache, shown_file
+
+    cache = new_cache()
+    objects = {m.source: {o.ref: o for o in reversed(m.objects)} for m in loaded}
+    result: list[Finding] = []
+    for f in findings:
+        if f.obj is None:
+            if env_file is not None and f.source == env_file:
+                f = f._replace(file=shown_file(env_file, root),
+                               column=1 if f.line else None)
+            result.append(f)
+            continue
+        obj = objects.get(f.source or "", {}).get(f.obj)
+        spot = locate(obj, f.field, cache) if obj is not None else None
+        if spot is not None and spot.file is not None:
+            f = f._replace(file=shown_file(spot.file, root), line=spot.line,
+                           column=spot.column)
+        elif spot is not None and obj is not None and obj.source is not None:
+            f = f._replace(file="<stdin>", line=spot.line, column=spot.column)
+        elif f.source and f.source != "<stdin>":
+            directory = kustomization_of(f.source)
+            f = f._replace(file=shown_file(directory or f.source, root), line=None,
+                           column=None)
+        result.append(f)
+    return result
 
 
 def _run(args: argparse.Namespace) -> tuple[list[Finding], list[tuple[str, str]],
@@ -156,6 +193,15 @@ def _run(args: argparse.Namespace) -> tuple[list[Finding], list[tuple[str, str]]
     return findings, inputs, loaded, env.profile
 
 
+def _root(given: str | None) -> str:
+    """``--root`` (an existing directory), else the working directory."""
+    if given is None:
+        return os.getcwd()
+    if not os.path.isdir(given):
+        raise InputError(f"--root {shown_argument(given)}: not a directory")
+    return given
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
@@ -169,8 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .suppress import apply, parse_ignores
 
     try:
+        root = _root(args.root)
         findings, inputs, loaded, profile = _run(args)
         findings = apply(findings, parse_ignores(args.ignore), loaded)
+        findings = _located(findings, loaded, args.env_file, root)
     except InputError as exc:
         from .report import one_line
 
@@ -178,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNUSABLE
     from .. import __version__
 
-    report = Report(findings, profile, Severity(args.fail_on), inputs, __version__)
+    report = Report(findings, profile, Severity(args.fail_on), inputs, __version__,
+                    os.path.realpath(root))
     text = render(report, args.format)
     if args.output:
         try:

@@ -169,10 +169,11 @@ _RULE_LIST: tuple[Rule, ...] = (
          "A container's boolean setting or AGENTOS_PROFILE is not understood (as AS116), or "
          "secrets-sidecar's --action, --log-format, --log-level or --send-fingerprint is "
          "not one of its words, or a numeric flag (--debounce, --resync, --max-per-hour, "
-         "...) is not a finite number in range: the sidecar refuses to start or fails "
-         "closed.",
-         "Use one of the words listed in the message (the sidecar compares choices "
-         "exactly, e.g. signal, not Signal)."),
+         "...) is not a finite number in range (or --max-wait is shorter than --debounce), "
+         "or --listen is not HOST:PORT with an IP address: the sidecar refuses to start "
+         "or fails closed.",
+         "Use one of the words listed in the message, and numbers in the range it "
+         "gives."),
     Rule("AS213", "sidecar-status-unreachable", _E,
          "A workload mounts Secret agentos-secrets but agentos-secrets rotate cannot read "
          "its sidecar's /status through pods/proxy: --listen is off or on loopback, its "
@@ -240,11 +241,28 @@ class Finding(NamedTuple):
     variable: str | None = None
     path: str | None = None
     source: str | None = None
-    #: The line in ``source`` (an env file's variable, a YAML file's object), when known.
+    #: The line in ``file`` (else in ``source``) to change, when known.
     line: int | None = None
     suppressed: str | None = None
     #: ``"inSource"`` (an annotation on the object) or ``"external"`` (``--ignore``).
     suppression_kind: str | None = None
+    #: The file to change, relative to the root (``/`` separators): the env file, the
+    #: YAML file, or for a kustomization the resource, patch or kustomization file;
+    #: ``<stdin>`` for standard input. None when no file holds it (this process).
+    file: str | None = None
+    #: The 1-based column of the field in ``file``, when known.
+    column: int | None = None
+
+    def spot(self) -> str | None:
+        """``file:line:column`` (as far as known), the form editors jump to."""
+        if self.file is None:
+            return None
+        parts = [self.file]
+        if self.line:
+            parts.append(str(self.line))
+            if self.column:
+                parts.append(str(self.column))
+        return ":".join(parts)
 
     @property
     def severity(self) -> Severity:
@@ -265,7 +283,7 @@ class Finding(NamedTuple):
             parts.append(self.variable)
         if self.path:
             parts.append(f"({self.path})")
-        if self.source and (self.line or (self.variable and not self.obj)):
+        if self.file is None and self.source and (self.line or (self.variable and not self.obj)):
             parts.append(f"in {self.source}" + (f":{self.line}" if self.line else ""))
         return " ".join(parts) or (self.source or "-")
 

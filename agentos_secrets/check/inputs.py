@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .errors import InputError
+from .locate import ObjectSource, Provenance
 from .reading import (
     MAX_ENV_FILE_BYTES,
     MAX_MANIFEST_BYTES,
@@ -156,11 +157,16 @@ def load_environment(env_file: str | None, profile: str | None) -> Environment:
 
 
 class K8sObject(NamedTuple):
-    """One Kubernetes object of the stream, with a printable identity."""
+    """One Kubernetes object of the stream, with a printable identity and where it is
+    written (see :mod:`.locate`)."""
 
     body: Mapping[str, Any]
-    #: The first line of its YAML document in a file input (None when rendered).
+    #: The line of the object in a file input or stdin (None when rendered).
     line: int | None = None
+    #: A YAML file's or stdin's object: the positions of its fields.
+    source: ObjectSource | None = None
+    #: A rendered object: what kustomize recorded about where it came from.
+    provenance: Provenance | None = None
 
     @property
     def kind(self) -> str:
@@ -229,14 +235,17 @@ class Manifests:
         return self._index.get((kind, name, namespace))
 
 
-def _flatten(doc: Any, where: str, line: int | None) -> Iterator[K8sObject]:
-    """The objects of one document; ``kind: List`` (and ``*List`` with items) flattened.
+def _flatten(
+    doc: Any, where: str, line: int | None
+) -> Iterator[tuple[K8sObject, tuple[int, ...]]]:
+    """The objects of one document and the item indices that reach each (empty for the
+    document itself); ``kind: List`` (and ``*List`` with items) flattened.
 
     Iterative: the nesting of lists is bounded by the YAML depth limit anyway.
     """
-    pending: list[Any] = [doc]
+    pending: list[tuple[Any, tuple[int, ...]]] = [(doc, ())]
     while pending:
-        item = pending.pop()
+        item, indices = pending.pop()
         if item is None:
             continue
         at = f"{where}" + (f" (document at line {line})" if line else "")
@@ -253,49 +262,60 @@ def _flatten(doc: Any, where: str, line: int | None) -> Iterator[K8sObject]:
             if not isinstance(items, list):
                 raise InputError(f"{at}: a {kind}'s items is {describe(items)}, "
                                  "expected a list")
-            pending.extend(reversed(items))
+            pending.extend((sub, (*indices, i)) for i, sub in reversed(list(enumerate(items))))
             continue
-        yield K8sObject(item, line)
+        yield K8sObject(item, line), indices
 
 
-def _document_lines(text: str) -> list[int]:
-    """The first line of each YAML document, found by its ``---`` separators.
+def _strip_provenance(body: Any, base: str) -> Provenance | None:
+    """Take kustomize's provenance annotations off ``body`` (the rules must see the
+    object as the user wrote it) and return what they said."""
+    from .locate import BUILD_ANNOTATIONS, parse_provenance
 
-    Good enough to point a reader (or a code-scanning UI) at the object; when directives
-    or ``...`` end markers make the count differ from the parser's, lines are dropped.
-    """
-    starts: list[int] = []
-    lines = text.splitlines()
-    first_separator = next(
-        (i for i, ln in enumerate(lines) if re.match(r"---(\s|$)", ln)), len(lines)
-    )
-    if first_separator == len(lines) or any(
-        ln.strip() and not ln.lstrip().startswith("#") for ln in lines[:first_separator]
-    ):
-        starts.append(1)
-    starts += [i + 2 for i, ln in enumerate(lines) if re.match(r"---(\s|$)", ln)]
-    return starts
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(annotations, dict):
+        return None
+    provenance = parse_provenance(annotations, base)
+    for key in BUILD_ANNOTATIONS:
+        annotations.pop(key, None)
+    if not annotations:
+        del meta["annotations"]
+    return provenance
 
 
 def parse_yaml_stream(
-    text: str, where: str, *, track_lines: bool = False
+    text: str, where: str, *, file: str | None = None, track_lines: bool = False,
+    rendered_from: str | None = None,
 ) -> tuple[K8sObject, ...]:
     """Parse a multi-document YAML stream into objects (``kind: List`` is flattened).
 
     Bounded (see :mod:`.yamlsafe`), and every field a rule reads is type-checked here,
     once (see :mod:`.shapes`): a wrong type is an InputError naming object and field.
-    ``track_lines`` records each object's first line (for a file the user edits).
+    ``track_lines`` keeps where each object and field is (a file the user edits, named
+    by ``file``, or stdin); ``rendered_from`` is the directory a kustomize render's
+    provenance paths are relative to (the annotations are read, then stripped).
     """
     from .shapes import check_object
-    from .yamlsafe import load_documents
+    from .yamlsafe import load_documents, load_with_positions
 
-    docs = load_documents(text, where)
-    starts: list[int | None] = list(_document_lines(text)) if track_lines else []
-    if len(starts) != len(docs):
-        starts = [None] * len(docs)
+    docs: list[tuple[Any, dict[Any, tuple[int, int]]]]
+    if track_lines:
+        docs = load_with_positions(text, where)
+    else:
+        docs = [(doc, {}) for doc in load_documents(text, where)]
     objects: list[K8sObject] = []
-    for doc, line in zip(docs, starts, strict=True):
-        for obj in _flatten(doc, where, line):
+    for doc, positions in docs:
+        start = positions.get(())
+        line = start[0] if start else None
+        for obj, indices in _flatten(doc, where, line):
+            prefix = tuple(x for i in indices for x in ("items", i))
+            if track_lines:
+                at = positions.get(prefix)
+                obj = obj._replace(line=at[0] if at else line,
+                                   source=ObjectSource(file, positions, prefix))
+            elif rendered_from is not None:
+                obj = obj._replace(provenance=_strip_provenance(obj.body, rendered_from))
             objects.append(obj)
             if len(objects) > MAX_OBJECTS:
                 raise InputError(f"{where}: more than {MAX_OBJECTS} Kubernetes objects")
@@ -311,11 +331,11 @@ def load_manifests(
 
     Every form is bounded in size (:data:`~.reading.MAX_MANIFEST_BYTES`) and time.
     """
-    is_file = False
     if spec == "-":
         text = (read_stdin("--manifests", MAX_MANIFEST_BYTES) if stdin_text is None
                 else stdin_text)
         where = "<stdin>"
+        objects = parse_yaml_stream(text, where, track_lines=True)
     elif os.path.isdir(spec):
         if not any(
             os.path.isfile(os.path.join(spec, n))
@@ -324,13 +344,14 @@ def load_manifests(
             raise InputError(f"--manifests {spec}: a directory without a kustomization.yaml")
         from .kustomize import KUBECTL_ENV, find_kubectl, render
 
-        text = render(spec, find_kubectl(kubectl or os.environ.get(KUBECTL_ENV)))
+        text, base = render(spec, find_kubectl(kubectl or os.environ.get(KUBECTL_ENV)))
         where = spec
+        objects = parse_yaml_stream(text, where, rendered_from=base)
     else:
         text = read_file(spec, "--manifests", MAX_MANIFEST_BYTES)
         where = spec
-        is_file = True
-    objects = parse_yaml_stream(text, where, track_lines=is_file)
+        objects = parse_yaml_stream(text, where, file=os.path.abspath(spec),
+                                    track_lines=True)
     if not objects:
         raise InputError(f"--manifests {where}: no Kubernetes objects (nothing to check)")
     return Manifests(where, objects)

@@ -297,9 +297,11 @@ def sidecar_flag(container: Container, env: Mapping[str, str | None], flag: str)
 
 
 def sidecar_action(container: Container, env: Mapping[str, str | None]) -> str:
-    """The sidecar's ``--action`` exactly as the sidecar takes it (default ``http``); a
-    word it does not know is reported by AS212 and matches no action here."""
-    return sidecar_flag(container, env, "action") or "http"
+    """The sidecar's ``--action`` as the sidecar takes it (default ``http``; trimmed and
+    matched ignoring case, as its parser does); a word it does not know is reported by
+    AS212 and matches no action here."""
+    raw = sidecar_flag(container, env, "action")
+    return "http" if raw is None else raw.strip().lower()
 
 
 def _rule_verbs(rule: Mapping[str, Any], group: str, resource: str, name: str) -> set[str]:

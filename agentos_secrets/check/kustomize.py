@@ -64,16 +64,44 @@ def find_kubectl(explicit: str | None = None) -> str:
     )
 
 
-def render(directory: str, kubectl: str) -> str:
-    """``kubectl kustomize DIRECTORY``; a failure is an InputError with a redacted reason.
+def render(directory: str, kubectl: str) -> tuple[str, str]:
+    """``kubectl kustomize DIRECTORY`` with kustomize's provenance recorded, and the
+    directory the recorded paths are relative to; a failure is an InputError with a
+    redacted reason.
+
+    The user's kustomization is not touched: a wrapping kustomization in a temporary
+    directory lists it as its only resource and asks for ``buildMetadata:
+    [originAnnotations, transformerAnnotations]``, so each object carries the file it
+    came from and the kustomizations whose patches ran over it (:mod:`.locate` reads
+    them; :mod:`.inputs` strips them before any rule sees the object).
 
     Bounded like every other input: the render may print at most
     :data:`~.reading.MAX_MANIFEST_BYTES` and must finish in :data:`RENDER_TIMEOUT`
     seconds; either way kubectl is killed and nothing it printed is kept.
     """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="agentos-check-") as wrapper:
+        base = os.path.realpath(wrapper)
+        # kustomize refuses an absolute resource path: name the directory relatively.
+        resource = os.path.relpath(os.path.realpath(directory), base).replace(os.sep, "/")
+        with open(os.path.join(base, "kustomization.yaml"), "w", encoding="utf-8") as f:
+            f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                    f"resources:\n  - {_quoted(resource)}\n"
+                    "buildMetadata: [originAnnotations, transformerAnnotations]\n")
+        return _render(directory, base, kubectl), base
+
+
+def _quoted(text: str) -> str:
+    import json
+
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def _render(directory: str, target: str, kubectl: str) -> str:
     from .reading import MAX_MANIFEST_BYTES, decode
 
-    outcome = _run_bounded([kubectl, "kustomize", directory], MAX_MANIFEST_BYTES)
+    outcome = _run_bounded([kubectl, "kustomize", target], MAX_MANIFEST_BYTES)
     if isinstance(outcome, str):
         reason = {
             "timeout": f"kubectl kustomize did not finish in {RENDER_TIMEOUT} s",

@@ -1,9 +1,12 @@
-"""Writing a check's result: text for people, JSON for scripts, SARIF for code scanning.
+"""Writing a check's result: text for people, JSON for scripts, SARIF for code scanning,
+GitHub workflow commands for pull-request annotations, JUnit XML for other CI systems.
 
-All three are built from the same :class:`Report`; none of them sees a secret value,
-because findings never hold one. The JSON layout is versioned by
-``schema/report-v1.json`` (shipped in the package); SARIF follows 2.1.0 with every rule
-described in ``tool.driver.rules`` so that code-scanning UIs can show the fix.
+All are built from the same :class:`Report`; none of them sees a secret value, because
+findings never hold one. Each points at the file, line and column to change
+(:mod:`.locate`). The JSON layout is versioned by ``schema/report-v1.json`` (shipped in
+the package); SARIF follows 2.1.0 as GitHub code scanning wants it (relative URIs
+against ``%SRCROOT%``, every rule with its full description and help from
+``docs/rules.md``, stable fingerprints); see :mod:`.ci_formats` for the other two.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .findings import RULES, Finding, Severity
+from .textsafe import one_line
 
 __all__ = ["DOCS_URI", "Report", "one_line", "render"]
 
@@ -28,6 +32,8 @@ class Report(NamedTuple):
     fail_on: Severity
     inputs: Sequence[tuple[str, str]]  # (kind, source)
     version: str
+    #: The directory finding files are relative to (absolute).
+    root: str = "."
 
     def active(self) -> list[Finding]:
         return [f for f in self.findings if f.suppressed is None]
@@ -51,18 +57,6 @@ class Report(NamedTuple):
 # -- text ------------------------------------------------------------------------------------
 
 
-#: Control characters and line/paragraph separators: a name in a manifest could otherwise
-#: start a new line of the report ("0 error(s) ... passed") or drive the CI terminal.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
-    c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029, *range(0x80, 0xA0))
-}
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line, every control character escaped (JSON escapes them itself)."""
-    return text.translate(_CONTROL)
-
-
 def _text(report: Report) -> str:
     inputs = one_line(", ".join(f"{kind} {source}" for kind, source in report.inputs))
     lines = [
@@ -73,7 +67,9 @@ def _text(report: Report) -> str:
     for f in report.ordered():
         label = "SUPPRESSED" if f.suppressed is not None else f.severity.value.upper()
         lines.append(f"{label:<8} {f.rule.id} {f.rule.name}")
-        lines.append(f"  at:   {one_line(f.where())}")
+        spot = f.spot()
+        where = f"{spot}  {f.where()}" if spot else f.where()
+        lines.append(f"  at:   {one_line(where)}")
         lines.append(f"  what: {one_line(f.message)}")
         if f.suppressed is not None:
             lines.append(f"  why suppressed: {one_line(f.suppressed)}")
@@ -105,7 +101,9 @@ def _finding_json(f: Finding) -> dict[str, object]:
             "variable": f.variable,
             "path": f.path,
             "source": f.source,
+            "file": f.file,
             "line": f.line,
+            "column": f.column,
         },
         "suppressed": None
         if f.suppressed is None
@@ -143,41 +141,60 @@ _RULE_IDS = sorted(RULES)
 def _uri(path: str) -> str:
     from urllib.parse import quote
 
-    return quote(path, safe="/:")
+    return quote(path, safe="/")
 
 
 def _sarif_rule(rule_id: str) -> dict[str, object]:
+    from .rule_docs import rule_help
+
     r = RULES[rule_id]
+    markdown = rule_help(r.id)
     return {
         "id": r.id,
         "name": r.name,
         "shortDescription": {"text": r.summary},
-        "help": {"text": r.fix},
+        "fullDescription": {"text": f"{r.summary} Fix: {r.fix}"},
+        "help": {"text": markdown or r.fix, "markdown": markdown or r.fix},
         "helpUri": f"{DOCS_URI}#{r.help_anchor}",
         "defaultConfiguration": {"level": r.severity.value},
-        "properties": {"profiles": list(r.profiles)},
+        "properties": {"profiles": list(r.profiles), "tags": ["security"]},
     }
 
 
-def _artifact(f: Finding) -> tuple[str, int | None] | None:
-    """The file a code-scanning UI should annotate, and the line, for one finding.
+#: The base every artifact URI is relative to: the root (``--root``), as GitHub's
+#: code scanning expects for files of the repository.
+SRCROOT = "SRCROOT"
 
-    The line to edit when known (an env file's variable, a YAML file's object); else the
-    kustomization file of a rendered directory (line 1); else the secret file itself.
+
+def _physical(f: Finding, root: str) -> dict[str, object] | None:
+    """The file and region of a finding, when it is a file under the root.
+
+    A finding about the whole file (a variable the env file lacks) gets the region of
+    the whole file, as SARIF asks for such results.
     """
+    if f.file is None or f.file == "<stdin>" or f.file.startswith("../") or f.file == "..":
+        return None
+    region: dict[str, object] = {"startLine": f.line or 1}
+    if f.line and f.column:
+        region["startColumn"] = f.column
+    elif not f.line:
+        region["endLine"] = _line_count(root, f.file)
+    return {"artifactLocation": {"uri": _uri(f.file), "uriBaseId": SRCROOT},
+            "region": region}
+
+
+def _line_count(root: str, file: str) -> int:
+    """The lines of a file the check has read already (1 when it cannot be read now)."""
     import os
 
-    source = f.source
-    if source and source not in ("environment", "<stdin>"):
-        if os.path.isdir(source):
-            for name in ("kustomization.yaml", "kustomization.yml", "Kustomization"):
-                if os.path.isfile(os.path.join(source, name)):
-                    return os.path.join(source, name), 1
-        else:
-            return source, f.line
-    if f.path:
-        return f.path, None
-    return None
+    from .errors import InputError
+    from .reading import MAX_MANIFEST_BYTES, read_file
+
+    try:
+        text = read_file(os.path.join(root, file), "--manifests", MAX_MANIFEST_BYTES)
+    except InputError:
+        return 1
+    return max(1, len(text.splitlines()))
 
 
 def _identity(f: Finding) -> str:
@@ -189,13 +206,10 @@ def _identity(f: Finding) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _sarif_result(f: Finding) -> dict[str, object]:
+def _sarif_result(f: Finding, root: str) -> dict[str, object]:
     location: dict[str, object] = {}
-    artifact = _artifact(f)
-    if artifact is not None:
-        physical: dict[str, object] = {"artifactLocation": {"uri": _uri(artifact[0])}}
-        if artifact[1]:
-            physical["region"] = {"startLine": artifact[1]}
+    physical = _physical(f, root)
+    if physical is not None:
         location["physicalLocation"] = physical
     logical = f.obj or f.variable
     if logical:
@@ -218,6 +232,13 @@ def _sarif_result(f: Finding) -> dict[str, object]:
     return result
 
 
+def _root_uri(root: str) -> str:
+    from pathlib import Path
+
+    uri = Path(root).resolve().as_uri()
+    return uri if uri.endswith("/") else uri + "/"
+
+
 def _sarif(report: Report) -> str:
     import json
 
@@ -230,23 +251,43 @@ def _sarif(report: Report) -> str:
                     "driver": {
                         "name": "agentos-secrets",
                         "version": report.version,
+                        "semanticVersion": report.version,
                         "informationUri": DOCS_URI,
                         "rules": [_sarif_rule(i) for i in _RULE_IDS],
                     }
                 },
+                "originalUriBaseIds": {
+                    SRCROOT: {"uri": _root_uri(report.root),
+                              "description": {"text": "The directory paths are relative "
+                                              "to (--root, else where check ran)."}},
+                },
                 "invocations": [
                     {"executionSuccessful": True, "exitCode": report.exit_code}
                 ],
-                "results": [_sarif_result(f) for f in report.ordered()],
+                "columnKind": "unicodeCodePoints",
+                "results": [_sarif_result(f, report.root) for f in report.ordered()],
             }
         ],
     }
     return json.dumps(doc, indent=2) + "\n"
 
 
-_FORMATS = {"text": _text, "json": _json, "sarif": _sarif}
+def _github(report: Report) -> str:
+    from .ci_formats import github
+
+    return github(report)
+
+
+def _junit(report: Report) -> str:
+    from .ci_formats import junit
+
+    return junit(report)
+
+
+_FORMATS = {"text": _text, "json": _json, "sarif": _sarif, "github": _github,
+            "junit": _junit}
 
 
 def render(report: Report, fmt: str) -> str:
-    """The report in ``fmt``: ``text``, ``json`` or ``sarif``."""
+    """The report in ``fmt``: ``text``, ``json``, ``sarif``, ``github`` or ``junit``."""
     return _FORMATS[fmt](report)

@@ -170,7 +170,7 @@ def _status_problem(c: _Ctx, sidecar: Container) -> str | None:
         return None  # the sidecar refuses such a --listen itself, at start
     host = host.strip("[]").lower()
     if host == "localhost" or host.startswith("127.") or host == "::1":
-        return ("it listens on loopback only; pods/proxy connects to the pod IP")
+        return "its --listen is on loopback only; pods/proxy connects to the pod IP"
     port = int(port_text)
     declared = {int(p["containerPort"]) for p in sidecar.body.get("ports") or []
                 if isinstance(p, Mapping) and isinstance(p.get("containerPort"), int)}
@@ -180,6 +180,17 @@ def _status_problem(c: _Ctx, sidecar: Container) -> str | None:
     if wanted != port:
         return f"rotate reads port {wanted} ({why}) but --listen is port {port}"
     return None
+
+
+def _status_field(c: _Ctx, sidecar: Container, problem: str) -> str:
+    """Where to fix AS213: the ``--listen`` that is off or on loopback (when set), else
+    the sidecar's ``ports``."""
+    if "--listen" in problem and ("off" in problem or "loopback" in problem):
+        raw, from_env = sidecar_flag_source(sidecar, container_env(sidecar, c.m, c.ns),
+                                            "listen")
+        if raw is not None:
+            return _flag_field(sidecar, "listen", from_env=from_env)
+    return sidecar.field + ".ports"
 
 
 def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
@@ -196,7 +207,7 @@ def _sidecar_rules(c: _Ctx, sidecars: list[Container]) -> Iterator[Finding]:
         status = _status_problem(c, sidecar) if c.w.agentos_secret_volumes() else None
         if status:
             yield c.finding("AS213", f"agentos-secrets rotate cannot read the /status of "
-                            f"{SIDECAR_NAME}: {status}", sidecar.field + ".ports")
+                            f"{SIDECAR_NAME}: {status}", _status_field(c, sidecar, status))
         mounted = {str(m.get("name")) for m in sidecar.mounts()}
         if not mounted & c.w.agentos_volumes():
             yield c.finding("AS208", f"{SIDECAR_NAME} does not mount a volume of Secret "
@@ -221,6 +232,8 @@ def _sidecar_setting_rules(
     ``--send-fingerprint`` switch that the sidecar would refuse or could not read."""
     from ..booleans import BooleanSettingError, parse_bool
 
+    numbers: dict[str, float] = {}
+    order_field = f"{sidecar.field}.args"
     for flag in (*switches.CHOICES, *switches.NUMBERS):
         raw, from_env = sidecar_flag_source(sidecar, env, flag)
         problem = None if raw is None else (
@@ -228,12 +241,20 @@ def _sidecar_setting_rules(
             or switches.sidecar_number_problem(flag, raw, from_env=from_env))
         if problem:
             yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
-                            f"{sidecar.field}.{'env' if from_env else 'args'}")
+                            _flag_field(sidecar, flag, from_env=from_env))
+        elif raw is not None and flag in switches.NUMBERS and raw.strip():
+            value = switches.sidecar_number(flag, raw)
+            if value is not None:
+                numbers[flag] = value
+                order_field = _flag_field(sidecar, flag, from_env=from_env)
+    order = switches.sidecar_order_problem(numbers)
+    if order:
+        yield c.finding("AS212", f"{SIDECAR_NAME}: {order}", order_field)
     raw, from_env = sidecar_flag_source(sidecar, env, "listen")
     problem = None if raw is None else switches.sidecar_listen_problem(raw, from_env=from_env)
     if problem:
         yield c.finding("AS212", f"{SIDECAR_NAME}: {problem}",
-                        f"{sidecar.field}.{'env' if from_env else 'args'}")
+                        _flag_field(sidecar, "listen", from_env=from_env))
     raw, from_env = sidecar_flag_source(sidecar, env, "send-fingerprint")
     if raw is not None and not from_env:  # the environment is judged with the others
         try:
@@ -243,6 +264,18 @@ def _sidecar_setting_rules(
                             "(the value is not shown): "
                             + switches.BOOLEANS["AGENTOS_SIDECAR_SEND_FINGERPRINT"],
                             f"{sidecar.field}.args")
+
+
+def _flag_field(sidecar: Container, flag: str, *, from_env: bool) -> str:
+    """The field that sets a sidecar flag: its ``env`` entry, or the ``args`` (or
+    ``command``) list that holds it."""
+    if from_env:
+        return f"{sidecar.field}.env[AGENTOS_SIDECAR_{flag.upper().replace('-', '_')}]"
+    for key in ("args", "command"):
+        items = sidecar.body.get(key) or []
+        if any(a == f"--{flag}" or str(a).startswith(f"--{flag}=") for a in items):
+            return f"{sidecar.field}.{key}"
+    return f"{sidecar.field}.args"
 
 
 _DEFAULT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
@@ -390,9 +423,11 @@ def _secret_object_findings(manifests: Manifests, profile: str) -> Iterator[Find
                 continue
             reason = quality.placeholder(value.decode("utf-8", "replace"))
             if reason:
+                string_data = obj.body.get("stringData") or {}
+                where = "stringData" if key in string_data else "data"
                 yield Finding(rule("AS226"), f"key {key} of Secret {obj.name} {reason}",
-                              obj=obj.ref, field=f"data[{key}]", source=manifests.source,
-                              line=obj.line)
+                              obj=obj.ref, field=f"{where}[{key}]",
+                              source=manifests.source, line=obj.line)
 
 
 def relevant(manifests: Manifests) -> bool:

@@ -23,7 +23,9 @@ __all__ = [
     "problems",
     "sidecar_choice_problem",
     "sidecar_listen_problem",
+    "sidecar_number",
     "sidecar_number_problem",
+    "sidecar_order_problem",
 ]
 
 #: Boolean settings and what an unreadable value makes of them.
@@ -37,8 +39,8 @@ BOOLEANS: dict[str, str] = {
 #: What the platform recognises in AGENTOS_PROFILE (trimmed, lower-cased); anything else
 #: runs as dev, without prod's guards.
 PROFILES = frozenset({"prod", "demo", "dev"})
-#: The sidecar's choice flags (``--action`` etc.): exact words, as its argument parser
-#: takes them (the environment variable is trimmed first).
+#: The sidecar's choice flags (``--action`` etc.): its words, matched as its parser
+#: matches them (trimmed, case-insensitively: ``Signal`` is ``signal``).
 CHOICES: dict[str, tuple[str, ...]] = {
     "action": ("http", "signal", "restart", "rollout", "exec"),
     "log-format": ("json", "text"),
@@ -46,18 +48,29 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-#: The sidecar's numeric flags: whether 0 is allowed, and whether it is a whole count.
-NUMBERS: dict[str, tuple[bool, bool]] = {
-    "debounce": (True, False),
-    "max-wait": (True, False),
-    "min-interval": (True, False),
-    "resync": (False, False),
-    "backoff-initial": (False, False),
-    "backoff-max": (False, False),
-    "timeout": (False, False),
-    "grace-period": (False, False),
-    "max-per-hour": (False, True),
+#: The sidecar's numeric flags and the closed range its parser enforces on each:
+#: ``(lowest, highest, whole)``; seconds are finite floats, ``--max-per-hour`` a whole
+#: count written with at most 9 ASCII digits.
+NUMBERS: dict[str, tuple[float, float, bool]] = {
+    "debounce": (0.0, 3600.0, False),
+    "max-wait": (0.0, 86400.0, False),
+    "min-interval": (0.0, 86400.0, False),
+    "resync": (0.05, 86400.0, False),
+    "backoff-initial": (0.001, 3600.0, False),
+    "backoff-max": (0.001, 86400.0, False),
+    "timeout": (0.01, 3600.0, False),
+    "grace-period": (0.01, 3600.0, False),
+    "shutdown-timeout": (0.5, 3600.0, False),
+    "max-per-hour": (1, 1_000_000, True),
 }
+#: Pairs the sidecar orders: the first must not be shorter than the second.
+ORDERED: tuple[tuple[str, str, float, float], ...] = (
+    # (flag, must be >= flag, default of the first, default of the second)
+    ("max-wait", "debounce", 10.0, 1.0),
+    ("backoff-max", "backoff-initial", 60.0, 1.0),
+)
+#: The sidecar reads at most this many characters of a number of seconds.
+_MAX_NUMBER_CHARS = 64
 
 
 class Problem(NamedTuple):
@@ -104,58 +117,99 @@ def problems(env: Mapping[str, str | None]) -> list[Problem]:
 
 
 def sidecar_choice_problem(flag: str, raw: str, *, from_env: bool) -> str | None:
-    """Why the sidecar refuses ``raw`` for the choice ``--flag``, or None."""
+    """Why the sidecar refuses ``raw`` for the choice ``--flag``, or None.
+
+    As the sidecar: an empty variable leaves the default; otherwise the trimmed value
+    must equal one of the words, ignoring case.
+    """
     choices = CHOICES.get(flag)
     if choices is None:
         return None
-    value = raw.strip() if from_env else raw
+    value = raw.strip()
     if from_env and not value:
-        return None  # an empty variable leaves the default
-    if value in choices:
         return None
-    near = [c for c in choices if c.lower() == value.strip().lower()]
-    hint = f" (write {near[0]}: the sidecar compares exactly)" if near else ""
-    return (f"--{flag} is not one of {', '.join(choices)}{hint}: the sidecar refuses to "
-            "start (the value is not shown)")
+    if value.lower() in (c.lower() for c in choices):
+        return None
+    return (f"--{flag} is not one of {', '.join(choices)}: the sidecar refuses to start "
+            "(the value is not shown)")
+
+
+def sidecar_number(flag: str, raw: str) -> float | None:
+    """``raw`` as the sidecar's parser reads the numeric ``--flag``; None when it would
+    refuse it (not a number, not finite, or out of :data:`NUMBERS`' range)."""
+    import math
+    import re
+
+    low, high, whole = NUMBERS[flag]
+    text = raw.strip()
+    if whole:
+        if not re.fullmatch(r"[0-9]{1,9}", text):
+            return None
+        value = float(text)
+    else:
+        try:
+            value = float(text) if len(text) <= _MAX_NUMBER_CHARS else math.nan
+        except ValueError:
+            return None
+    if not math.isfinite(value) or not low <= value <= high:
+        return None
+    return value
 
 
 def sidecar_number_problem(flag: str, raw: str, *, from_env: bool) -> str | None:
     """Why ``raw`` is no usable value for the sidecar's numeric ``--flag``, or None.
 
     A number must be finite (``inf``, ``nan`` and ``1e999`` parse as floats but make a
-    timer that never fires or fires at once), non-negative, and above zero unless the
-    flag allows zero; ``--max-per-hour`` is a whole count of at least 1.
+    timer that never fires or fires at once) and within the range the sidecar enforces
+    (:data:`NUMBERS`); ``--max-per-hour`` is a whole count.
     """
-    import math
+    if flag not in NUMBERS or (from_env and not raw.strip()):
+        return None
+    if sidecar_number(flag, raw) is not None:
+        return None
+    low, high, whole = NUMBERS[flag]
+    kind = "a whole number" if whole else "a finite number"
+    return (f"--{flag} must be {kind} from {low:g} to {high:g} (the value is not shown): "
+            "the sidecar refuses to start")
 
-    rule = NUMBERS.get(flag)
-    if rule is None:
-        return None
-    zero_ok, whole = rule
-    text = raw.strip()
-    if from_env and not text:
-        return None
-    try:
-        value = float(int(text)) if whole else float(text)
-    except (ValueError, OverflowError):
-        return f"--{flag} is not {'a whole number' if whole else 'a number'} (not shown)"
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        return f"--{flag} must be a finite number {bound} (the value is not shown)"
+
+def sidecar_order_problem(values: Mapping[str, float]) -> str | None:
+    """Why the sidecar refuses the combination of ``values`` (flag -> a usable number,
+    flags left unset absent), or None: ``--max-wait`` shorter than ``--debounce``, or
+    ``--backoff-max`` shorter than ``--backoff-initial``."""
+    for longer, shorter, longer_default, shorter_default in ORDERED:
+        if longer not in values and shorter not in values:
+            continue
+        if values.get(longer, longer_default) < values.get(shorter, shorter_default):
+            return (f"--{longer} ({values.get(longer, longer_default):g}) is shorter than "
+                    f"--{shorter} ({values.get(shorter, shorter_default):g}): the sidecar "
+                    "refuses to start")
     return None
 
 
 def sidecar_listen_problem(raw: str, *, from_env: bool) -> str | None:
-    """Why the sidecar refuses ``raw`` for ``--listen`` (``HOST:PORT``, or ``off``), or
-    None. As the sidecar: ``off``, ``none`` or empty disable it, else the text after the
-    last ``:`` must be a port number up to 65535."""
+    """Why the sidecar refuses ``raw`` for ``--listen``, or None.
+
+    As the sidecar: ``off``, ``none`` or empty disable it; otherwise ``HOST:PORT`` with
+    a port of at most 5 digits up to 65535 and a host that is empty, ``localhost`` or
+    an IP literal (IPv6 in brackets).
+    """
+    import ipaddress
     import re
 
     value = raw.strip() if from_env else raw
     if value.strip().lower() in ("", "off", "none"):
         return None
-    _host, sep, port = value.rpartition(":")
-    if sep and re.fullmatch(r"[0-9]{1,5}", port) and int(port) <= 65535:
+    host, sep, port = value.rpartition(":")
+    ok = bool(sep) and re.fullmatch(r"[0-9]{1,5}", port) is not None and int(port) <= 65535
+    if ok:
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if bare not in ("", "localhost"):
+            try:
+                ipaddress.ip_address(bare)
+            except ValueError:
+                ok = False
+    if ok:
         return None
-    return ("--listen is not HOST:PORT (or off): the sidecar refuses to start (the value "
-            "is not shown)")
+    return ("--listen is not HOST:PORT with an IP address (or off): the sidecar refuses "
+            "to start (the value is not shown)")

@@ -15,6 +15,10 @@ is refused too) and its node graph checked before anything is constructed:
   :data:`MAX_EXPANDED_CHARS` characters of scalars, counted over the composed graph in
   linear time; an alias that contains itself is refused.
 
+:func:`load_with_positions` also keeps where each field is: the line and column of every
+mapping key and sequence item, taken from the composed node graph (each distinct node
+once, so aliases cost nothing more), for reports that point at the line to change.
+
 Each refusal is an :class:`~.errors.InputError` naming the input and the limit. Syntax
 errors are rebuilt from position and problem only: PyYAML's message quotes the offending
 line and its marks keep the whole buffer, which must not travel along as ``__context__``.
@@ -33,8 +37,14 @@ __all__ = [
     "MAX_DOCUMENTS",
     "MAX_EXPANDED_CHARS",
     "MAX_EXPANDED_NODES",
+    "Positions",
     "load_documents",
+    "load_with_positions",
 ]
+
+#: A field's path in a document (mapping keys as strings, list indices as ints) -> its
+#: 1-based (line, column): of the key for a mapping entry, of the item for a list item.
+Positions = dict[tuple[str | int, ...], tuple[int, int]]
 
 MAX_DEPTH = 64
 MAX_DOCUMENTS = 10_000
@@ -52,11 +62,20 @@ def _loader_class() -> Any:
 
 def load_documents(text: str, where: str) -> list[Any]:
     """The documents of ``text``, each plain data; an InputError naming ``where``."""
+    return [doc for doc, _ in _load(text, where, positions=False)]
+
+
+def load_with_positions(text: str, where: str) -> list[tuple[Any, Positions]]:
+    """As :func:`load_documents`, each document with the positions of its fields."""
+    return _load(text, where, positions=True)
+
+
+def _load(text: str, where: str, *, positions: bool) -> list[tuple[Any, Positions]]:
     import yaml
 
     failure: str | None = None
     try:
-        docs = _compose_and_construct(text, where)
+        docs = _compose_and_construct(text, where, positions)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -76,21 +95,57 @@ def _problem(text: str) -> str:
     return re.sub(r"'(?!<[a-z ]+>')[^']*'", "'…'", str(text))[:200]
 
 
-def _compose_and_construct(text: str, where: str) -> list[Any]:
+def _compose_and_construct(
+    text: str, where: str, positions: bool
+) -> list[tuple[Any, Positions]]:
     loader = _loader_class()(text)
     budget = _Budget(where)
     try:
-        docs: list[Any] = []
+        docs: list[tuple[Any, Positions]] = []
         while loader.check_node():
             node = loader.get_node()
             budget.documents += 1
             if budget.documents > MAX_DOCUMENTS:
                 raise InputError(f"{where}: more than {MAX_DOCUMENTS} YAML documents")
             budget.spend(node)
-            docs.append(loader.construct_document(node))
+            marks = _positions(node) if positions else {}
+            docs.append((loader.construct_document(node), marks))
         return docs
     finally:
         loader.dispose()
+
+
+def _positions(root: Any) -> Positions:
+    """Where each field of a composed (and already budgeted) document is.
+
+    Each distinct node is walked once: a field reached only through an alias keeps the
+    position of its anchor's first path, and merge keys (``<<``) are not followed, so
+    the walk is linear in the composed graph. Only marks (line, column) are kept, never
+    the buffer they point into.
+    """
+    import yaml
+
+    found: Positions = {(): (root.start_mark.line + 1, root.start_mark.column + 1)}
+    seen: set[int] = set()
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+                    continue
+                sub = (*path, key.value)
+                found.setdefault(sub, (key.start_mark.line + 1, key.start_mark.column + 1))
+                stack.append((value, sub))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                sub = (*path, index)
+                found.setdefault(sub, (item.start_mark.line + 1, item.start_mark.column + 1))
+                stack.append((item, sub))
+    return found
 
 
 class _Budget:

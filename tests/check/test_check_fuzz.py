@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,20 @@ def _run(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def _assert_outcome(code: int, out: str, err: str) -> None:
+def _assert_outcome(code: int, out: str, err: str, fmt: str = "text") -> None:
     assert code in (0, 1, 2), code
     assert "Traceback" not in err and MARK not in out and MARK not in err
     if code == 2:
         assert err.count("agentos-secrets check: error: ") == 1 and out == "", err
+    elif fmt == "github":
+        # one workflow command per finding, then the summary: nothing else can be a command
+        *commands, summary = out.rstrip("\n").split("\n")
+        assert all(re.match(r"::(error|warning) [^:]*::", c) for c in commands), out
+        assert summary.startswith("agentos-secrets check:"), out
+    elif fmt == "junit":
+        import xml.etree.ElementTree as ET
+
+        assert ET.fromstring(out.split("\n", 1)[1]).tag == "testsuites"
     else:
         assert out.startswith("agentos-secrets check:") or out.startswith("{"), out
 
@@ -72,13 +82,13 @@ _line = st.one_of(
 @FUZZ
 @given(lines=st.lists(_line, max_size=12), newline=st.sampled_from(["\n", "\r\n", "\r"]),
        profile=st.sampled_from([[], ["--profile", "prod"], ["--profile", "dev"]]),
-       fmt=st.sampled_from(["text", "json", "sarif"]))
+       fmt=st.sampled_from(["text", "json", "sarif", "github", "junit"]))
 def test_env_file_parser_never_crashes_or_echoes(lines, newline, profile, fmt):
     text = newline.join(lines).replace("@MARK@", MARK)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.env"
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
-        _assert_outcome(*_run("--env-file", str(path), *profile, "--format", fmt))
+        _assert_outcome(*_run("--env-file", str(path), *profile, "--format", fmt), fmt)
 
 
 @FUZZ

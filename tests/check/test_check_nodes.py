@@ -68,7 +68,7 @@ def test_different_secret_is_as301(run_check, env_variant, tmp_path, canary):
                                    canary)
     node_b = env_variant(extra={
         f"{NAME}_FILE": str(_file(tmp_path, "node-b", canary.value + "-B-Xq7Lz9Wp2"))})
-    for fmt in ("text", "json", "sarif"):
+    for fmt in ("text", "json", "sarif", "github", "junit"):
         run = run_check("--env-file", str(node_b), "--expect-fingerprint",
                         f"{NAME}={expected}", "--format", fmt)
         assert run.code == 1

@@ -23,7 +23,7 @@ values = st.text(alphabet=string.ascii_letters + string.digits + "-_=+/.", min_s
 
 def _render_all(findings, profile: str) -> str:
     report = Report(findings, profile, Severity.WARNING, [("environment", "generated")], "t")
-    return "".join(render(report, fmt) for fmt in ("text", "json", "sarif"))
+    return "".join(render(report, fmt) for fmt in ("text", "json", "sarif", "github", "junit"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

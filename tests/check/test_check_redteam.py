@@ -20,7 +20,7 @@ from redteam_lib import container, deployment, good_docs, run_process, set_env, 
 
 from agentos_secrets.check import kustomize
 
-FORMATS = ("text", "json", "sarif")
+FORMATS = ("text", "json", "sarif", "github", "junit")
 CHECK_DIR = Path(__file__).resolve().parents[2] / "agentos_secrets" / "check"
 
 
@@ -319,8 +319,9 @@ def test_switches_not_understood_are_findings(run_check, env_variant, variable, 
 
 
 @pytest.mark.parametrize(("name", "where", "value"), [
-    ("AGENTOS_SIDECAR_ACTION", "secrets-sidecar", "Signal"),
-    ("AGENTOS_SIDECAR_LOG_LEVEL", "secrets-sidecar", "debug"),
+    ("AGENTOS_SIDECAR_ACTION", "secrets-sidecar", "sig nal"),
+    ("AGENTOS_SIDECAR_LOG_LEVEL", "secrets-sidecar", "verbose"),
+    ("AGENTOS_SIDECAR_DEBOUNCE", "secrets-sidecar", "20"),  # above max-wait's default
     ("AGENTOS_SIDECAR_LOG_FORMAT", "secrets-sidecar", "yaml"),
     ("AGENTOS_METRICS_REQUIRE_AUTH", "secrets-sidecar", "ture"),
     ("AGENTOS_PROFILE", "agentos", "production"),
@@ -334,11 +335,18 @@ def test_manifest_switches_not_understood_are_as212(run_check, tmp_path, name, w
     assert run.code == 1
 
 
-def test_sidecar_action_argument_is_read_exactly(run_check, tmp_path):
+def test_sidecar_action_argument_is_read_as_the_sidecar_reads_it(run_check, tmp_path):
+    """The sidecar matches its words ignoring case (``Rollout`` is ``rollout``), so
+    ``check`` must neither report it nor lose the rollout rules (AS209) behind it."""
     docs = good_docs()
     container(docs, "secrets-sidecar")["args"] = ["--action=Rollout"]
     run = run_check("--no-env", "--manifests", str(write(tmp_path, docs)), "--format", "json")
-    assert run.rule_ids == {"AS212"} and "write rollout" in run.out, run.out
+    assert run.rule_ids == set(), run.out
+    docs = good_docs()
+    container(docs, "secrets-sidecar")["args"] = ["--action=Rollout"]
+    docs[:] = [d for d in docs if d.get("kind") != "RoleBinding"]
+    run = run_check("--no-env", "--manifests", str(write(tmp_path, docs)), "--format", "json")
+    assert run.rule_ids == {"AS209"}, run.out
 
 
 # -- dotenv syntax ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from check_lib import MANIFEST_VARIANTS
 from agentos_secrets.check.findings import RULES
 
 HERE = Path(__file__).parent
-FORMATS = ("text", "json", "sarif")
+FORMATS = ("text", "json", "sarif", "github", "junit")
 #: What each canary case must find: every one of these findings was computed from the
 #: canary value (or from the object holding it) and must still not show it.
 EXPECTED = {
@@ -178,31 +178,3 @@ def test_list_rules(run_check):
 def test_bad_arguments_are_exit_2(run_check, argv):
     assert run_check("--no-env", *argv).code == 2
 
-
-def test_findings_point_at_the_line_to_edit(run_check, env_variant, tmp_path):
-    """Env findings carry the env file's line; objects of a YAML file their document's
-    first line; a rendered kustomization points at its kustomization.yaml (SARIF region)."""
-    env_file = env_variant("default-tenant")
-    run = run_check("--env-file", str(env_file), "--format", "sarif")
-    (result,) = _validate_sarif(run.out)["runs"][0]["results"]
-    physical = result["locations"][0]["physicalLocation"]
-    number = next(i for i, line in enumerate(env_file.read_text().splitlines(), 1)
-                  if line.startswith("AGENTOS_DEFAULT_TENANT="))
-    assert physical == {"artifactLocation": {"uri": str(env_file)},
-                        "region": {"startLine": number}}
-
-    rendered = tmp_path / "two.yaml"
-    deployment = (MANIFEST_VARIANTS / "good" / "deployment.yaml").read_text()
-    rendered.write_text("# a comment\n---\n" + (MANIFEST_VARIANTS / "good" / "peers.yaml")
-                        .read_text() + "---\n" + deployment)
-    run = run_check("--no-env", "--manifests", str(rendered), "--format", "json")
-    findings = _validate_json(run.out)["findings"]
-    assert findings and {f["location"]["line"] for f in findings} == {
-        3 + len((MANIFEST_VARIANTS / "good" / "peers.yaml").read_text().splitlines()) + 1}
-
-    run = run_check("--no-env", "--manifests", str(MANIFEST_VARIANTS / "subpath"),
-                    "--format", "sarif")
-    (result,) = _validate_sarif(run.out)["runs"][0]["results"]
-    assert result["locations"][0]["physicalLocation"] == {
-        "artifactLocation": {"uri": str(MANIFEST_VARIANTS / "subpath" / "kustomization.yaml")},
-        "region": {"startLine": 1}}

@@ -52,3 +52,18 @@ def _github_anchor(heading: str) -> str:
 def test_help_links_land_on_the_rule(rule_id):
     heading = _sections()[rule_id].splitlines()[0]
     assert RULES[rule_id].help_anchor == _github_anchor(heading)
+
+
+def test_every_rule_carries_its_docs_section_as_help():
+    """SARIF's help is the rule's section of docs/rules.md, shipped in the package (the
+    packaged rules.md is that file, not a copy that could drift)."""
+    from importlib.resources import files
+
+    from agentos_secrets.check.rule_docs import rule_help
+
+    packaged = files("agentos_secrets.check").joinpath("rules.md").read_text()
+    assert packaged == (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text()
+    for rule_id, rule in RULES.items():
+        text = rule_help(rule_id)
+        assert text and text.startswith(f"**{rule.severity.value}**"), rule_id
+        assert f"### {rule_id}" not in text  # one section, not the next one
