@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint bench check-manifests checkov clean
+.PHONY: demo test lint bench check-manifests checkov clean image clean-image
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ $(CHECKOV_VENV)/bin/checkov:
 
 checkov: $(STAMP) $(CHECKOV_VENV)/bin/checkov
 	deploy/k8s/checkov.sh
+
+# The sidecar's image from sidecar/Dockerfile, built with podman on a Debian stand-in for
+# the Python base image, offline from a wheelhouse (sidecar/README.md, "The image").
+# Needs root, podman, runc and mmdebstrap; caches in .image/ (the second build takes seconds).
+image:
+	PYTHON=$(PYTHON) sidecar/build-image.sh
+
+clean-image:
+	rm -rf .image
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache build *.egg-info
