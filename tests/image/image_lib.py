@@ -124,6 +124,9 @@ class Sidecar:
         if not wait_for(lambda: self.status("/startupz") == 200, timeout, 0.1):
             raise AssertionError(f"/startupz never answered 200; logs:\n{self.logs()[-3000:]}")
 
+    def start(self) -> None:
+        podman("start", self.name, timeout=120)
+
     def pid(self) -> int:
         """The sidecar's pid on the host (the container's pid 1)."""
         return int(podman("inspect", "--format", "{{.State.Pid}}", self.name).stdout)
@@ -169,19 +172,21 @@ class Containers:
         env: dict[str, str] | None = None,
         mounts: Sequence[tuple[Path, str]] = (),
         read_only: bool = True,
+        start: bool = True,
     ) -> Sidecar:
-        """Start the sidecar (the image's entrypoint) watching ``secrets``; not waited for."""
+        """Start the sidecar (the image's entrypoint) watching ``secrets``; not waited for.
+
+        ``start=False`` only creates the container (``Sidecar.start`` starts it), so that
+        a start can be timed without the creation of its root file system.
+        """
         name = f"{NAME_PREFIX}{os.getpid()}-{len(self.names)}"
         port = free_port()
         volumes = [(str(secrets), SECRETS, "ro"), (str(state), STATE_DIR, "rw")]
         volumes += [(str(host), target, "ro") for host, target in mounts]
         flags = [
-            "--detach", "--name", name, "--pull", "never",
+            "--name", name, "--pull", "never",
             "--network", "host",
             "--cap-drop", "all", "--security-opt", "no-new-privileges",
-            # The kubelet adds no /etc/passwd entry for runAsUser; podman would, with a
-            # writable root, and that write would not be the sidecar's.
-            "--passwd=false",
         ]  # fmt: skip
         if read_only:
             flags += ["--read-only", "--read-only-tmpfs=false"]
@@ -196,7 +201,14 @@ class Containers:
         for key, value in environment.items():
             flags += ["--env", f"{key}={value}"]
         self.names.append(name)
-        podman("run", *flags, self.image, *args, timeout=180)
+        if start:
+            # The kubelet adds no /etc/passwd entry for runAsUser; `podman run` would, with
+            # a writable root, and that write would not be the sidecar's. (`podman create`
+            # has no such flag in podman 4.3: keep its containers read-only.)
+            podman("run", "--detach", "--passwd=false", *flags, self.image, *args, timeout=180)
+        else:
+            assert read_only, "podman create would write /etc/passwd into a writable root"
+            podman("create", *flags, self.image, *args, timeout=180)
         return Sidecar(name, port, [(h, t) for h, t, _ in volumes])
 
     def one_shot(self, entrypoint: str, *args: str, volumes: Sequence[str] = (),
