@@ -64,7 +64,7 @@ standin_recipe=(
     --customize-hook='find "$1/usr/lib/python3.11" -depth -name __pycache__ -exec rm -rf {} +'
     --customize-hook='rm -rf "$1/usr/lib/python3.11/test" "$1/var/lib/apt/lists"/* "$1/var/cache/apt"/*'
     "$suite"
-    "$cache/standin.tar.tmp"
+    -  # the output: a tar stream on stdout
     "deb http://deb.debian.org/debian $suite main"
     "deb http://deb.debian.org/debian $suite-updates main"
     "deb http://deb.debian.org/debian-security $suite-security main"
@@ -74,9 +74,9 @@ standin_tar=$cache/standin-$standin_key.tar
 standin=localhost/agentos-secrets-python-standin:3.11-$suite-$standin_key
 if [ ! -s "$standin_tar" ]; then
     say "building the stand-in base with mmdebstrap (about a minute; cached as $standin_tar)"
-    rm -rf "$cache/standin.tar.tmp"
-    mmdebstrap --quiet "${standin_recipe[@]}"
+    mmdebstrap --quiet "${standin_recipe[@]}" > "$cache/standin.tar.tmp"
     mv "$cache/standin.tar.tmp" "$standin_tar"
+    find "$cache" -maxdepth 1 -name 'standin-*.tar' ! -path "$standin_tar" -delete  # stale recipes
 fi
 if ! "$podman" image exists "$standin"; then
     say "importing $standin"

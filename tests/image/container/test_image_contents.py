@@ -17,7 +17,7 @@ from image_lib import SECRETS, kubelet_dir, podman
 
 from agentos_secrets.testing import AtomicWriter
 
-TESTS = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parents[2]
 
 # Runs inside the image as its user: imports what the sidecar imports, then reports.
 SURVEY = r"""

@@ -217,7 +217,7 @@ def test_writes_nothing_outside_the_state_directory(containers, receiver, tmp_pa
 
 def test_the_tests_mount_where_the_manifests_do():
     manifest = (
-        Path(__file__).resolve().parents[2]
+        Path(__file__).resolve().parents[3]
         / "deploy/k8s/components/secrets-sidecar/sidecar-patch.yaml"
     ).read_text()
     for path in (SECRETS, STATE_DIR, SA_DIR):
