@@ -101,11 +101,22 @@ def _sizes(image: str) -> None:
     print(f"    image                                   {_mib(total)}")
     print(f"    stand-in base (Debian bookworm python3)  {_mib(base)}")
     print(f"    added by sidecar/Dockerfile              {_mib(total - base)}")
-    for layer in history:
-        if layer["size"] and layer is not history[-1]:
-            created = layer.get("CreatedBy") or layer.get("created_by") or ""
-            what = created.replace("/bin/sh -c ", "").replace("#(nop) ", "")[:60]
-            print(f"      {_mib(layer['size'])}  {what}")
+    survey = r"""
+import os, sysconfig
+def du(top, only_pycache=False):
+    total = 0
+    for dirpath, _, files in os.walk(top):
+        if only_pycache and os.path.basename(dirpath) != "__pycache__":
+            continue
+        total += sum(os.lstat(os.path.join(dirpath, f)).st_size for f in files)
+    return total
+print(du("/opt/sidecar"), du(sysconfig.get_paths()["stdlib"], only_pycache=True))
+"""
+    out = Containers(image).one_shot("python", "-c", survey)
+    if out.returncode == 0:
+        venv, stdlib_pyc = (int(n) for n in out.stdout.split())
+        print(f"      the venv /opt/sidecar                  {_mib(venv)}")
+        print(f"      standard-library bytecode              {_mib(stdlib_pyc)}")
 
 
 def _startupz(port: int) -> bool:

@@ -29,16 +29,21 @@ import httpx, watchdog.observers.inotify, prometheus_client
 build(parse(["--watch", "/tmp", "--url", "http://127.0.0.1:1/r"], env={}))
 
 def stale_or_missing(origin):
+    # True when Python would not use the cached bytecode of origin as it is (PEP 552).
     cached = importlib.util.cache_from_source(origin)
     try:
         with open(cached, "rb") as handle:
             header = handle.read(16)
     except OSError:
         return True
-    flags = int.from_bytes(header[4:8], "little")
-    if flags:  # hash-based: checked against the source, as Python would
-        return False
-    return int.from_bytes(header[8:12], "little") != int(os.stat(origin).st_mtime) & 0xFFFFFFFF
+    if header[:4] != importlib.util.MAGIC_NUMBER:
+        return True
+    if int.from_bytes(header[4:8], "little") & 1:  # hash-based: the hash of the source
+        with open(origin, "rb") as handle:
+            return header[8:16] != importlib.util.source_hash(handle.read())
+    mtime, size = os.stat(origin).st_mtime, os.stat(origin).st_size
+    return (int.from_bytes(header[8:12], "little") != int(mtime) & 0xFFFFFFFF
+            or int.from_bytes(header[12:16], "little") != size & 0xFFFFFFFF)
 
 no_bytecode = sorted(
     m.__spec__.origin for m in list(sys.modules.values())
