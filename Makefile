@@ -44,8 +44,8 @@ checkov: $(STAMP) $(CHECKOV_VENV)/bin/checkov
 # The sidecar's image from sidecar/Dockerfile, built with podman on a Debian stand-in for
 # the Python base image, offline from a wheelhouse (sidecar/README.md, "The image").
 # Needs root, podman, runc and mmdebstrap; caches in .image/ (the second build takes seconds).
-image:
-	PYTHON=$(PYTHON) sidecar/build-image.sh
+image: $(STAMP)
+	PYTHON=$(PY) sidecar/build-image.sh
 
 clean-image:
 	rm -rf .image

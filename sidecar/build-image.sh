@@ -26,9 +26,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 podman=sidecar/podman.sh
-cache=${AGENTOS_IMAGE_CACHE:-$root/.image}
-image=${AGENTOS_IMAGE_NAME:-ghcr.io/nexixai/agentos-secrets-sidecar:0.1.0}
-python=${PYTHON:-python3}
+cache=$root/.image
+image=ghcr.io/nexixai/agentos-secrets-sidecar:0.1.0
+python=${PYTHON:-python3}  # its pip downloads the wheels (make image passes the venv's)
 
 say() { printf 'build-image: %s\n' "$*" >&2; }
 
@@ -37,7 +37,7 @@ for tool in podman runc mmdebstrap; do
     command -v "$tool" > /dev/null || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-    say "missing: ${missing[*]} (Debian: apt-get install podman buildah mmdebstrap runc uidmap)"
+    say "missing: ${missing[*]} (Debian: apt-get install podman runc mmdebstrap)"
     exit 3
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -130,7 +130,7 @@ rm -f "$stamp"
 # --format docker keeps the HEALTHCHECK (the OCI format has no such field). --layers=false
 # commits one layer per stage instead of one per instruction: with vfs every layer is a
 # full copy of the tree, and this build takes a minute instead of four.
-"$podman" build ${AGENTOS_IMAGE_BUILD_QUIET---quiet} --layers=false --format docker --network none \
+"$podman" build --quiet --layers=false --format docker --network none \
     --build-arg "PYTHON_IMAGE=$standin" --build-arg PIP_NO_INDEX=1 \
     --build-context "wheelhouse=$wheelhouse" \
     --ignorefile sidecar/Dockerfile.dockerignore \

@@ -6,8 +6,8 @@
 #   sidecar/podman.sh images          any podman subcommand and its arguments
 #
 # * Storage: the vfs driver (no overlay or fuse needed), in a store of this checkout's
-#   own (.image/containers, or $AGENTOS_IMAGE_STORE), so it never mixes with another
-#   podman store on the machine; `make clean-image` removes it.
+#   own (.image/containers), so it never mixes with another podman store on the
+#   machine; `make clean-image` removes it.
 # * Runtime runc and the cgroupfs manager: crun refuses hybrid cgroup hierarchies, and
 #   there may be no systemd to manage cgroups. Events go to a file (no journald needed).
 # * Limits: podman's default open-files and process limits can exceed the caller's hard
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-store=${AGENTOS_IMAGE_STORE:-$(dirname "$here")/.image/containers}
+store=$(dirname "$here")/.image/containers
 # Run state lives on tmpfs, keyed by the store, so that a reboot clears it (podman
 # expects that) and two checkouts never share it; the short path keeps socket paths
 # under the kernel's 108-byte limit.

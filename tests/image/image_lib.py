@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,8 +60,9 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
 
 def build_image() -> str:
     """Run the same script as ``make image``; the image's name."""
+    env = {**os.environ, "PYTHON": sys.executable}  # as make image: the venv's pip
     result = subprocess.run(
-        [BUILD], capture_output=True, text=True, timeout=1500, check=False, cwd=ROOT
+        [BUILD], capture_output=True, text=True, timeout=1500, check=False, cwd=ROOT, env=env
     )
     if result.returncode != 0:
         raise AssertionError(f"sidecar/build-image.sh failed:\n{result.stderr[-4000:]}")
