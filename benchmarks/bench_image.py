@@ -17,7 +17,7 @@ sidecar, same flags, from this checkout's venv, is measured in the same run.
   importing each dependency alone: where the memory goes.
 
 Needs root and podman (as the container tests do); otherwise prints why and returns.
-``BENCH_QUICK=1``: one start-up sample instead of three.
+``BENCH_QUICK=1``: one start-up sample instead of five.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from tests.image.image_lib import (
 RSS_BUDGET_MIB = 30.0
 KEY = "AGENTOS_SERVICE_TOKEN"
 FLAGS = ["--debounce", "0.2", "--min-interval", "0"]
-STARTS = sizes(3, 1)
+STARTS = sizes(5, 1)
 
 # Inside the image, one interpreter importing what the sidecar imports, step by step: what
 # each step adds to the resident set beyond the steps before it (shared parts counted once).
