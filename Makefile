@@ -48,6 +48,7 @@ image: $(STAMP)
 	PYTHON=$(PY) sidecar/build-image.sh
 
 clean-image:
+	sidecar/podman.sh system reset --force > /dev/null 2>&1 || true
 	rm -rf .image
 
 clean:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from image_lib import Containers, build_image, why_not
+from image_lib import Containers, build_image, remove_leftovers, why_not
 
 from benchmarks._sidecar import Receiver
 
@@ -20,7 +20,9 @@ def image() -> str:
     reason = why_not()
     if reason is not None:
         pytest.skip(f"container tests skipped: {reason}")
-    return build_image()
+    built = build_image()
+    remove_leftovers()
+    return built
 
 
 @pytest.fixture

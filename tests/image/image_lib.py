@@ -69,6 +69,15 @@ def build_image() -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+def remove_leftovers() -> None:
+    """Remove containers that an interrupted test session left behind (ours by name)."""
+    names = podman("ps", "--all", "--format", "{{.Names}}").stdout.split()
+    mine = f"{NAME_PREFIX}{os.getpid()}-"
+    stale = [n for n in names if n.startswith(NAME_PREFIX) and not n.startswith(mine)]
+    if stale:
+        podman("rm", "--force", "--time", "2", *stale, check=False, timeout=300)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
