@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint bench check-manifests checkov clean image clean-image
+.PHONY: demo test lint bench check-manifests checkov clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,7 @@ checkov: $(STAMP) $(CHECKOV_VENV)/bin/checkov
 # The sidecar's image from sidecar/Dockerfile, built with podman on a Debian stand-in for
 # the Python base image, offline from a wheelhouse (sidecar/README.md, "The image").
 # Needs root, podman, runc and mmdebstrap; caches in .image/ (the second build takes seconds).
+.PHONY: image clean-image
 image: $(STAMP)
 	PYTHON=$(PY) sidecar/build-image.sh
 
