@@ -69,9 +69,8 @@ def rss():
 steps = [("the interpreter (with importlib, json)", [])] + [(what, mods.split()) for what, mods in (
     ("threading, json, socket", "threading json socket"),
     ("hashlib (loads OpenSSL's libcrypto)", "hashlib"),
-    ("http.server (probes; http.client, ssl)", "http.server ssl"),
     ("watchdog.observers.inotify", "watchdog.observers.inotify"),
-    ("prometheus_client", "prometheus_client"),
+    ("prometheus_client (http.server, urllib, ssl)", "prometheus_client"),
     ("httpx (the http and rollout actions)", "httpx"),
     ("the sidecar's own modules", "agentos_secrets.sidecar.main agentos_secrets.sidecar.server"),
 )]
