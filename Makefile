@@ -45,5 +45,16 @@ $(CHECKOV_VENV)/bin/checkov:
 checkov: $(STAMP) $(CHECKOV_VENV)/bin/checkov
 	deploy/k8s/checkov.sh
 
+# The sidecar's image from sidecar/Dockerfile, built with podman on a Debian stand-in for
+# the Python base image, offline from a wheelhouse (sidecar/README.md, "The image").
+# Needs root, podman, runc and mmdebstrap; caches in .image/ (the second build takes seconds).
+.PHONY: image clean-image
+image: $(STAMP)
+	PYTHON=$(PY) sidecar/build-image.sh
+
+clean-image:
+	sidecar/podman.sh system reset --force > /dev/null 2>&1 || true
+	rm -rf .image
+
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache build *.egg-info
