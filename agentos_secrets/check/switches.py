@@ -42,7 +42,7 @@ PROFILES = frozenset({"prod", "demo", "dev"})
 #: The sidecar's choice flags (``--action`` etc.): its words, matched as its parser
 #: matches them (trimmed, case-insensitively: ``Signal`` is ``signal``).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "action": ("http", "signal", "restart", "rollout", "exec"),
+    "action": ("http", "signal", "restart", "rollout", "exec", "none"),
     "log-format": ("json", "text"),
     "log-level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
