@@ -33,6 +33,7 @@ __all__ = ["MAX_ENTRIES", "MAX_KEY_BYTES", "MAX_TOTAL_BYTES", "Digest", "combine
 #: A Kubernetes Secret holds at most 1 MiB in total, so no key can be larger.
 MAX_KEY_BYTES = 1024 * 1024
 
+
 @dataclass(frozen=True, slots=True)
 class Digest:
     """The content digest of one watched path. ``value`` must never be logged.

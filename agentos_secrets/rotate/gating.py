@@ -49,6 +49,7 @@ class Gating(Transitions):
             node.reader.tokens = tokens
             for token in tokens:
                 self.reporter.add_secret(token)
+
     # -- gates --------------------------------------------------------------------------
     def _gate(self, phase: str, nodes: list[Node], expect: Callable[[Node], Expect]) -> None:
         if not nodes:

@@ -197,4 +197,3 @@ class Sequences(Gating):
                 raise RotateError(f"{finding.rule.id}: {finding.message}")
         self.reporter.event("compare", f"{key}: the same fingerprint on every context"
                             f" ({expected})", fingerprint=expected)
-

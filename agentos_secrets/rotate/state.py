@@ -137,4 +137,3 @@ def _parse_time(text: str | None) -> float | None:
         ).timestamp()
     except ValueError:
         return None
-

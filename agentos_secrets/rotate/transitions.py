@@ -237,6 +237,7 @@ class Transitions:
             "AGENTOS_ROTATE_NEW_FINGERPRINT": self.fp_new,
         }
 
+
 def _as_secret(answer: object, node: Node) -> SecretObject:
     import binascii
 

@@ -31,6 +31,7 @@ logger = logging.getLogger("agentos_secrets.sidecar")
 TOKEN_NAME = "AGENTOS_SERVICE_TOKEN"  # noqa: S105 - a variable name, not a token
 REQUIRE_AUTH = "AGENTOS_METRICS_REQUIRE_AUTH"
 
+
 class MetricsAuth:
     """Bearer-token check for ``/metrics`` when ``AGENTOS_METRICS_REQUIRE_AUTH`` is true.
 

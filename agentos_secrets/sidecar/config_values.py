@@ -53,6 +53,7 @@ _PATH_FLAGS = ("hmac_key_file", "target_pidfile", "token_file", "ca_file", "stat
 _NOT_SHOWN = "(the value is not shown, in case it is a secret)"
 _URL_RE = re.compile(r"https?://[^/\s\x00-\x1f\x7f][^\s\x00-\x1f\x7f]*", re.IGNORECASE)
 
+
 def _seconds(name: str, raw: str) -> float:
     """A finite number of seconds within the flag's range; never echoes ``raw``."""
     flag = _flag(name)
@@ -109,6 +110,7 @@ def _check_length(ns: argparse.Namespace) -> None:
                 raise ConfigError(
                     f"{_where(_flag(name))}: longer than {MAX_VALUE_CHARS} characters"
                 )
+
 
 def _check_listen(listen: str) -> None:
     """``HOST:PORT`` with an IP literal (``[::]`` for IPv6), ``localhost`` or no host."""

@@ -278,4 +278,3 @@ class Engine(Applying, Probes):
                     self._cond.wait(max(0.0, deadline - self.clock()))
                 if self._stopping:
                     return
-

@@ -84,7 +84,6 @@ MAX_QUEUED = 32
 ACCEPT_PAUSE = 0.25
 
 
-
 # -- the server: one I/O thread, a few workers, bounded everything -------------------------
 
 

@@ -31,7 +31,6 @@ def _log(level: int, message: str, **fields: object) -> None:
 _MAX_REMEMBERED_WARNINGS = 256
 
 
-
 class Upkeep:
     """Re-check, state file, warnings, gauges (mixin of ``loop.Engine``)."""
 

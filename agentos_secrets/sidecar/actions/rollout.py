@@ -180,6 +180,7 @@ class RolloutAction(ApiTransport):
     def path(self) -> str:
         """The Deployment's API path."""
         return f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.deployment}"
+
     def ready(self) -> str | None:
         if self.deployment is None:
             return "--deployment is not set (AGENTOS_SIDECAR_DEPLOYMENT)"
@@ -197,6 +198,7 @@ class RolloutAction(ApiTransport):
         except ActionError as exc:
             return str(exc)
         return None
+
     # -- the action ---------------------------------------------------------------------
     def abort(self, grace: float) -> None:
         """Shutting down: send no other request (one in flight ends by its timeout, or

@@ -78,6 +78,7 @@ class ApiTransport:
                 variable="--token-file",
             )
         return token
+
     # -- transport ----------------------------------------------------------------------
     def _http(self) -> httpx.Client:
         """The kept-open client, built on first use (the CA may appear after start-up)."""
@@ -185,11 +186,13 @@ class ApiTransport:
                 status=status,
             )
         return document
+
     def close(self) -> None:
         with self._client_lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
 
 _HINTS = {
     400: " (the API server refused the patch)",
