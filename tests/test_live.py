@@ -383,13 +383,13 @@ def test_concurrent_readers_only_see_whole_values(tmp_path, canary):
 
 def test_explain_says_a_single_mounted_file_never_rotates(tmp_path, canary, monkeypatch):
     """A subPath mount is a mount point of its own: the kubelet never updates it."""
-    import agentos_secrets.watch as watch
+    import agentos_secrets.layouts as layouts  # layout_of looks its mounts up there
 
     path = tmp_path / "token"
     _write(path, canary.value)
     loader = Loader(env={f"{NAME}_FILE": str(path)})
     assert loader.explain(NAME).rotates
-    monkeypatch.setattr(watch, "_mount_points", lambda: {str(path)})
+    monkeypatch.setattr(layouts, "_mount_points", lambda: {str(path)})
     explanation = loader.explain(NAME)
     assert not explanation.rotates
     assert any("subPath" in note for note in explanation.notes)

@@ -148,11 +148,11 @@ def test_parse_mountinfo_decodes_escapes():
 
 
 def test_a_mounted_single_file_is_a_subpath_warning(tmp_path, monkeypatch):
-    import agentos_secrets.watch as watch
+    import agentos_secrets.layouts as layouts  # layout_of looks its mounts up there
 
     mounted = tmp_path / "AGENTOS_SERVICE_TOKEN"
     mounted.write_text("v")
-    monkeypatch.setattr(watch, "_mount_points", lambda: {str(mounted)})
+    monkeypatch.setattr(layouts, "_mount_points", lambda: {str(mounted)})
     layout = layout_of(str(mounted))
     assert layout.kind == "mounted-file" and not layout.rotates
     assert "subPath" in (layout.warning or "")

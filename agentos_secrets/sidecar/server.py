@@ -27,13 +27,15 @@ and :data:`WORKERS` worker threads whatever the number of clients, at most
 :data:`REQUEST_TIMEOUT` seconds. The standard library's ``ThreadingHTTPServer`` it
 replaces gave every connection a thread with no cap: a few hundred slow clients pushed
 the pod past its memory limit (``python -m benchmarks sidecar_slow_clients``).
+
+Modules: this one is the bounded I/O loop and its workers; the routes are in
+``routes`` and the token check in ``auth`` (``MetricsAuth`` is re-exported here).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
 import math
 import queue
@@ -41,11 +43,10 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..booleans import BooleanSettingError, read_bool
-from ..errors import SecretError
+from .auth import MetricsAuth
 from .httpio import (
     MAX_HEAD_BYTES,
     HttpError,
@@ -53,20 +54,16 @@ from .httpio import (
     error_response,
     find_head_end,
     parse_head,
-    response,
 )
+from .routes import _make_router
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..loader import Loader
     from .loop import Engine
     from .metrics import Metrics
 
 __all__ = ["MetricsAuth", "Server"]
 
 logger = logging.getLogger("agentos_secrets.sidecar")
-
-TOKEN_NAME = "AGENTOS_SERVICE_TOKEN"  # noqa: S105 - a variable name, not a token
-REQUIRE_AUTH = "AGENTOS_METRICS_REQUIRE_AUTH"
 
 #: Seconds a client has to send its whole request head (slowloris: 408 after that).
 REQUEST_TIMEOUT = 5.0
@@ -85,125 +82,6 @@ MAX_QUEUED = 32
 #: Seconds the listener is left alone after accept() failed (EMFILE, ENFILE, ENOBUFS):
 #: the pending connection keeps it readable, so retrying at once spins the loop.
 ACCEPT_PAUSE = 0.25
-
-
-class MetricsAuth:
-    """Bearer-token check for ``/metrics`` when ``AGENTOS_METRICS_REQUIRE_AUTH`` is true.
-
-    The setting takes the boolean words of :mod:`agentos_secrets.booleans` (``1``,
-    ``true``, ``yes``, ``on`` and their opposites). Any other word requires auth (fail
-    closed), logs a warning and sets ``configuration_warnings{reason="bad_boolean"}``:
-    ``true`` used to leave ``/metrics`` open because only ``1`` was understood.
-
-    ``secret_dirs`` (the sidecar passes its watched directories) are the Loader's secret
-    directories, as the rotation runbook asks of every receiver: a key
-    ``AGENTOS_SERVICE_TOKEN_PREVIOUS`` staged in the Secret is then accepted too, so a
-    scraper switched to the new token before this pod's volume is updated is not refused.
-    """
-
-    def __init__(
-        self,
-        env: Mapping[str, str],
-        loader: Loader | None = None,
-        *,
-        secret_dirs: Sequence[str] = (),
-    ) -> None:
-        #: Set when ``AGENTOS_METRICS_REQUIRE_AUTH`` holds a word that is not a boolean:
-        #: auth is then required (fail closed), the sidecar warns and counts it.
-        self.setting_problem: str | None = None
-        try:
-            self.required = read_bool(env, REQUIRE_AUTH, default=False)
-        except BooleanSettingError as exc:
-            self.required = True
-            self.setting_problem = str(exc)
-            logger.warning("metrics auth is required: %s; fix the setting", exc)
-        self._env = env
-        self._secret_dirs = tuple(secret_dirs)
-        self._loader = loader
-        self._loader_lock = threading.Lock()
-        self.problem: str | None = None
-
-    def _get_loader(self) -> Loader:
-        with self._loader_lock:  # the workers share one Loader (its grace memory)
-            if self._loader is None:
-                from ..loader import Loader
-
-                self._loader = Loader(env=self._env, secret_dirs=self._secret_dirs)
-            return self._loader
-
-    def allowed(self, authorization: str | None, token_header: str | None = None) -> bool:
-        """Whether a request may read ``/metrics`` or ``/status``: auth is off, or
-        ``X-AgentOS-Token: <token>`` (``token_header``) or ``Authorization: Bearer
-        <token>`` holds a token ``Loader.verify`` accepts. When both are sent, the
-        ``X-AgentOS-Token`` header is the one checked."""
-        if not self.required:
-            return True
-        token = (token_header or "").strip()
-        if not token and authorization:
-            scheme, _, bearer = authorization.partition(" ")
-            token = bearer.strip() if scheme.lower() == "bearer" else ""
-        if not token:
-            return False
-        loader = self._get_loader()
-        try:
-            ok = loader.verify(TOKEN_NAME, token) is not None
-        except SecretError as exc:
-            # Misconfigured (no token, unreadable file): deny, and say why in the logs.
-            if self.problem != str(exc):
-                self.problem = str(exc)
-                logger.warning("metrics auth cannot resolve %s: %s", TOKEN_NAME, exc)
-            return False
-        self.problem = None
-        return ok
-
-
-def _make_router(
-    engine: Engine, metrics: Metrics, auth: MetricsAuth, clock: Callable[[], float]
-) -> Callable[[Request], bytes]:
-    """The routes: one function from a parsed request to the complete response bytes."""
-    from . import status
-
-    pod = status.pod_name()
-    challenge = (("WWW-Authenticate", 'Bearer realm="metrics"'),)
-
-    def json_answer(request: Request, ok: bool, details: dict[str, object]) -> bytes:
-        body = json.dumps({"status": "ok" if ok else "fail", **details}).encode()
-        return response(200 if ok else 503, body, head_only=request.method == "HEAD")
-
-    def authorized(request: Request) -> bool:
-        allowed = auth.allowed(
-            request.headers.get("Authorization"), request.headers.get(status.TOKEN_HEADER)
-        )
-        metrics.set_warning("metrics_auth", 1 if auth.problem else 0)
-        return allowed
-
-    def route(request: Request) -> bytes:
-        path = request.path
-        head_only = request.method == "HEAD"
-        if path == "/healthz":
-            return json_answer(request, *engine.health(clock()))
-        if path == "/readyz":
-            return json_answer(request, *engine.readiness(clock()))
-        if path == "/startupz":
-            return json_answer(request, *engine.startup(clock()))
-        if path == "/status":
-            if not authorized(request):
-                body = json.dumps(status.unauthorized()).encode()
-                return response(401, body, head_only=head_only, extra=challenge)
-            body = json.dumps(status.document(engine, clock(), pod=pod)).encode()
-            return response(200, body, head_only=head_only)
-        if path == "/metrics":
-            if not authorized(request):
-                return response(401, b"", head_only=head_only, extra=challenge)
-            # Refresh the gauges the probes set (watches_up, ready): the manifests
-            # have no readinessProbe, so nothing else would ever update `ready`.
-            engine.health(clock())
-            engine.readiness(clock())
-            body, content_type = metrics.render()
-            return response(200, body, content_type, head_only=head_only)
-        return response(404, b'{"status":"not found"}', head_only=head_only)
-
-    return route
 
 
 # -- the server: one I/O thread, a few workers, bounded everything -------------------------

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from agentos_secrets import watch
+from agentos_secrets import digests, watch
 from agentos_secrets.sidecar.actions.base import ActionError
 from agentos_secrets.sidecar.actions.bounded import read_body
 from agentos_secrets.sidecar.actions.http import HttpAction
@@ -26,13 +26,14 @@ from agentos_secrets.sidecar.actions.rollout import RolloutAction
 
 def _counting_reads(monkeypatch) -> list[str]:
     reads: list[str] = []
-    real = watch.read_secret_file
+    real = digests.read_secret_file
 
     def counting(path, **kw):
         reads.append(path)
         return real(path, **kw)
 
-    monkeypatch.setattr(watch, "read_secret_file", counting)
+    # The digest reads through ``digests``' own name (``watch`` re-exports the digest).
+    monkeypatch.setattr(digests, "read_secret_file", counting)
     return reads
 
 

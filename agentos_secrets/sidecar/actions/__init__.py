@@ -1,5 +1,8 @@
 """What the sidecar does when a change is confirmed: one module per ``--action``.
 
+``rollout`` keeps its transport in ``rollout_api`` and its flag checks in
+``rollout_names``; ``base`` and ``bounded`` are shared by the actions.
+
 :func:`build` imports only the chosen action's module, so a ``signal`` sidecar never
 loads httpx (the 30 MiB RSS budget with 20 watched directories).
 """

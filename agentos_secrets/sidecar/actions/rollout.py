@@ -26,6 +26,11 @@ tokens rotate (about hourly). No retry happens here: the sidecar's loop owns bac
 :class:`~agentos_secrets.sidecar.actions.base.ActionError` says whether to retry soon
 (connection errors, timeouts, 409, 429, 5xx) or treat the failure as configuration (401,
 403, 404, 422 and other 4xx: RBAC, wrong name, a webhook refusing the patch).
+
+Modules: this one is the action (configuration, readiness, GET-compare-PATCH);
+``rollout_api`` holds its transport (client, token, bounded requests) and
+``rollout_names`` the Kubernetes name checks of its flags. Every name is importable from
+here as before.
 """
 
 from __future__ import annotations
@@ -33,16 +38,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ...errors import SecretError, SecretValueError
-from ...files import read_bounded, read_secret_file, shown_path
+from ...errors import SecretError
+from ...files import read_secret_file, shown_path
 from .base import ActionError
-from .bounded import IDENTITY, read_body
+from .rollout_api import PATCH_CONTENT_TYPE, ApiTransport
+from .rollout_names import (
+    _DNS_LABEL_RE,
+    RolloutConfigError,
+    _check_annotation,
+    _check_label,
+    _check_subdomain,
+)
 
 if TYPE_CHECKING:  # httpx is imported lazily: it is only needed once the action runs.
     import httpx
@@ -65,56 +75,6 @@ DEFAULT_API_SERVER = "https://kubernetes.default.svc"
 _SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_TOKEN_FILE = f"{_SA_DIR}/token"
 DEFAULT_CA_FILE = f"{_SA_DIR}/ca.crt"
-PATCH_CONTENT_TYPE = "application/strategic-merge-patch+json"
-
-_MAX_TOKEN_BYTES = 16 * 1024
-_MAX_CA_BYTES = 1024 * 1024
-_MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a Deployment object is a few KiB
-
-# Kubernetes name rules (apimachinery/pkg/util/validation): a Deployment name is a DNS-1123
-# subdomain, a namespace a DNS-1123 label; an annotation key is [prefix/]name.
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
-_DNS_LABEL_RE = re.compile(_DNS_LABEL)
-_QUALIFIED_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_REASON_RE = re.compile(r"[A-Za-z]{1,64}")
-#: A bearer token as the Authorization header carries it (a JWT: printable ASCII).
-_TOKEN_RE = re.compile(r"[\x21-\x7e]+")
-
-# Statuses that say "try again soon"; every other non-2xx is a configuration error.
-_RETRYABLE_STATUSES = frozenset({408, 409, 429})
-
-
-class RolloutConfigError(ValueError):
-    """A ``rollout`` flag is malformed. The message names the flag and the value's rule."""
-
-
-def _check_subdomain(flag: str, value: str) -> None:
-    if len(value) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(value):
-        raise RolloutConfigError(
-            f"{flag}: not a valid Kubernetes name (the value is not shown)"
-            " (lower-case letters, digits, '-' and '.', at most 253 characters)"
-        )
-
-
-def _check_label(flag: str, value: str) -> None:
-    if len(value) > 63 or not _DNS_LABEL_RE.fullmatch(value):
-        raise RolloutConfigError(
-            f"{flag}: not a valid Kubernetes namespace (the value is not shown)"
-            " (lower-case letters, digits and '-', at most 63 characters)"
-        )
-
-
-def _check_annotation(value: str) -> None:
-    prefix, _, name = value.rpartition("/")
-    if prefix:
-        _check_subdomain("--annotation prefix", prefix)
-    if len(name) > 63 or not _QUALIFIED_NAME_RE.fullmatch(name):
-        raise RolloutConfigError(
-            "--annotation: not a valid annotation key (the value is not shown; [prefix/]name,"
-            " the name is at most 63 letters, digits, '-', '_' or '.', starting and ending"
-            " alphanumeric)"
-        )
 
 
 def fingerprint_patch(annotation: str, fingerprint: str) -> dict[str, Any]:
@@ -139,19 +99,7 @@ def _template_annotation(deployment: Any, annotation: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _untrusted_certificate(exc: BaseException) -> bool:
-    """True when a transport error was caused by certificate verification (a config error)."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-class RolloutAction:
+class RolloutAction(ApiTransport):
     """Patch the owning Deployment's pod-template annotation to the content fingerprint.
 
     :param deployment: the Deployment's name (in manifests from the pod's ``app`` label).
@@ -233,25 +181,6 @@ class RolloutAction:
         """The Deployment's API path."""
         return f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.deployment}"
 
-    def _read_token(self) -> str:
-        # The kubelet owns the token's mode (fsGroup may add group bits), hence no
-        # permission check; the content is still size-capped and validated.
-        data, _ = read_secret_file(
-            self.token_file,
-            variable="--token-file",
-            max_bytes=_MAX_TOKEN_BYTES,
-            check_permissions=False,
-        )
-        token = data.decode("utf-8")
-        if not _TOKEN_RE.fullmatch(token):
-            # httpx would refuse the header with an error quoting the whole token.
-            raise SecretValueError(
-                "--token-file: the token holds a space, a line break, a control or a"
-                " non-ASCII character",
-                variable="--token-file",
-            )
-        return token
-
     def ready(self) -> str | None:
         if self.deployment is None:
             return "--deployment is not set (AGENTOS_SIDECAR_DEPLOYMENT)"
@@ -269,114 +198,6 @@ class RolloutAction:
         except ActionError as exc:
             return str(exc)
         return None
-
-    # -- transport ----------------------------------------------------------------------
-    def _http(self) -> httpx.Client:
-        """The kept-open client, built on first use (the CA may appear after start-up)."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._new_client()
-            return self._client
-
-    def _new_client(self) -> httpx.Client:
-        import httpx
-
-        # Read with the bounded reader, not by OpenSSL's own open(): a FIFO or a device
-        # put where the CA belongs must fail at once, not hang the loop or fill memory.
-        try:
-            pem = read_bounded(self.ca_file, what="--ca-file", max_bytes=_MAX_CA_BYTES)
-        except SecretError as exc:
-            raise ActionError(f"cannot load the CA bundle: {exc}", retryable=False) from None
-        try:
-            context = ssl.create_default_context(
-                cadata=pem.decode("ascii", "replace")
-            )
-        except (ValueError, ssl.SSLError) as exc:
-            raise ActionError(
-                f"--ca-file ({shown_path(self.ca_file)}): cannot load the CA bundle"
-                f" ({type(exc).__name__})",
-                retryable=False,
-            ) from None
-        return httpx.Client(
-            base_url=self.api_server,
-            verify=context,
-            timeout=httpx.Timeout(self.timeout),
-            follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": "agentos-secrets-sidecar"},
-        )
-
-    def _request(
-        self, method: str, token: str, *, body: bytes | None = None
-    ) -> dict[str, Any]:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {token}"}
-        if body is not None:
-            headers["Content-Type"] = PATCH_CONTENT_TYPE
-        what = f"{method} deployment {self.namespace}/{self.deployment}"
-        headers.update(IDENTITY)
-        try:
-            with self._http().stream(
-                method, self.path, content=body, headers=headers
-            ) as response:
-                status = response.status_code
-                raw = read_body(response, limit=_MAX_RESPONSE_BYTES, seconds=self.timeout)
-        except httpx.TimeoutException as exc:
-            failure = ActionError(
-                f"{what}: timed out after {self.timeout:g} s ({type(exc).__name__})",
-                retryable=True,
-            )
-        except httpx.TransportError as exc:
-            if _untrusted_certificate(exc):
-                failure = ActionError(
-                    f"{what}: the API server's certificate is not trusted by --ca-file"
-                    f" ({shown_path(self.ca_file)})",
-                    retryable=False,
-                )
-            else:
-                failure = ActionError(
-                    f"{what}: cannot reach the API server ({type(exc).__name__})",
-                    retryable=True,
-                )
-        else:
-            failure = None
-        if failure is not None:
-            # Raised outside the except block: httpx's error may quote a header value
-            # (the token) and would travel as __context__.
-            raise failure
-        if raw is None:
-            raise ActionError(
-                f"{what}: the API server's answer is larger than {_MAX_RESPONSE_BYTES} bytes"
-                f" or slower than {self.timeout:g} s",
-                retryable=True,
-            )
-        if not 200 <= status < 300:
-            reason = ""
-            try:
-                payload = json.loads(raw)
-                candidate = payload.get("reason") if isinstance(payload, dict) else None
-                if isinstance(candidate, str) and _REASON_RE.fullmatch(candidate):
-                    reason = f" {candidate}"
-            except ValueError:
-                pass
-            retryable = status in _RETRYABLE_STATUSES or status >= 500
-            hint = "" if retryable else _HINTS.get(status, " (a configuration error)")
-            raise ActionError(
-                f"{what}: the API server answered {status}{reason}{hint}",
-                retryable=retryable,
-                status=status,
-            )
-        try:
-            document = json.loads(raw)
-        except ValueError:
-            document = None
-        if not isinstance(document, dict):
-            raise ActionError(
-                f"{what}: the API server answered {status} without a JSON object",
-                retryable=True,
-                status=status,
-            )
-        return document
 
     # -- the action ---------------------------------------------------------------------
     def abort(self, grace: float) -> None:
@@ -425,22 +246,3 @@ class RolloutAction:
             current or "unset",
             (time.monotonic() - started) * 1000,
         )
-
-    def close(self) -> None:
-        with self._client_lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-
-
-_HINTS = {
-    400: " (the API server refused the patch)",
-    401: " (the service account token was refused; check --token-file)",
-    403: (
-        " (RBAC: the service account needs get and patch on deployments in group apps;"
-        " see Role agentos-secrets-sidecar)"
-    ),
-    404: " (no such Deployment: check --deployment and --namespace)",
-    415: " (the API server does not accept this patch type)",
-    422: " (the patch was invalid: check --annotation)",
-}
