@@ -355,11 +355,12 @@ class Server:
                 self._close(conn)
 
     def _close(self, conn: _Conn) -> None:
-        self._conns.pop(conn.sock, None)
         with contextlib.suppress(KeyError, ValueError, OSError):
             self._selector.unregister(conn.sock)
         with contextlib.suppress(OSError):
             conn.sock.close()
+        # Forgotten last: a connection no longer counted has its descriptor closed.
+        self._conns.pop(conn.sock, None)
 
     # -- the workers ----------------------------------------------------------------------
     def _work(self) -> None:

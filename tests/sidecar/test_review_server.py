@@ -117,7 +117,15 @@ def get():
         client.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
         return client.recv(64).decode("latin-1")
 
+def settle():
+    # The server closes a connection after answering; wait until it has, so a count
+    # never catches the previous request's socket still open.
+    deadline = time.monotonic() + 20
+    while server._conns and time.monotonic() < deadline:
+        time.sleep(0.05)
+
 first = get()
+settle()
 baseline = fds()
 for i in range(400):
     client = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -130,9 +138,7 @@ for i in range(400):
     if mode in (0, 1):  # reset rather than close
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     client.close()
-deadline = time.monotonic() + 20
-while server._conns and time.monotonic() < deadline:
-    time.sleep(0.05)
+settle()
 result = {"first": first, "baseline": baseline, "open": len(server._conns), "after": fds(),
           "last": get()}
 server.stop()
