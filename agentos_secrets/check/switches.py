@@ -194,22 +194,12 @@ def sidecar_listen_problem(raw: str, *, from_env: bool) -> str | None:
     a port of at most 5 digits up to 65535 and a host that is empty, ``localhost`` or
     an IP literal (IPv6 in brackets).
     """
-    import ipaddress
-    import re
+    from ..sidecar.config_values import listen_is_valid
 
     value = raw.strip() if from_env else raw
     if value.strip().lower() in ("", "off", "none"):
         return None
-    host, sep, port = value.rpartition(":")
-    ok = bool(sep) and re.fullmatch(r"[0-9]{1,5}", port) is not None and int(port) <= 65535
-    if ok:
-        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if bare not in ("", "localhost"):
-            try:
-                ipaddress.ip_address(bare)
-            except ValueError:
-                ok = False
-    if ok:
+    if listen_is_valid(value):
         return None
     return ("--listen is not HOST:PORT with an IP address (or off): the sidecar refuses "
             "to start (the value is not shown)")

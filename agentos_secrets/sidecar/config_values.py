@@ -112,8 +112,11 @@ def _check_length(ns: argparse.Namespace) -> None:
                 )
 
 
-def _check_listen(listen: str) -> None:
-    """``HOST:PORT`` with an IP literal (``[::]`` for IPv6), ``localhost`` or no host."""
+def listen_is_valid(listen: str) -> bool:
+    """``HOST:PORT`` with an IP literal (``[::]`` for IPv6), ``localhost`` or no host.
+
+    ``check`` (AS212) calls this too, so it refuses exactly what the sidecar refuses.
+    """
     host, sep, port = listen.rpartition(":")
     ok = bool(sep) and re.fullmatch(r"[0-9]{1,5}", port) is not None and int(port) <= 65535
     if ok:
@@ -123,7 +126,11 @@ def _check_listen(listen: str) -> None:
                 ipaddress.ip_address(bare)
             except ValueError:
                 ok = False
-    if not ok:
+    return ok
+
+
+def _check_listen(listen: str) -> None:
+    if not listen_is_valid(listen):
         raise ConfigError(
             f"{_where('--listen')}: expected HOST:PORT with an IP address (e.g. 0.0.0.0:9095"
             f" or [::]:9095) {_NOT_SHOWN}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from agentos_secrets.check import switches
-from agentos_secrets.sidecar import config
+from agentos_secrets.sidecar import config, config_values
 
 #: Flags that must be set so that the one probed is judged alone (each action has what
 #: it needs; the orderings need their partner out of the way).
@@ -35,16 +35,16 @@ _LISTEN_PROBES = ["0.0.0.0:9095", "[::]:9095", ":9095", "localhost:9095", "127.0
 
 
 def test_the_choice_tables_are_the_sidecars():
-    assert {k.replace("-", "_"): v for k, v in switches.CHOICES.items()} == config._ENUMS
+    assert {k.replace("-", "_"): v for k, v in switches.CHOICES.items()} == config_values._ENUMS
     assert switches.CHOICES["action"] == config.ACTIONS
 
 
 def test_the_numeric_ranges_are_the_sidecars():
-    seconds = {k: (low, high) for k, (low, _, high) in config._SECONDS.items()}
+    seconds = {k: (low, high) for k, (low, _, high) in config_values._SECONDS.items()}
     ours = {k.replace("-", "_"): (low, high)
             for k, (low, high, whole) in switches.NUMBERS.items() if not whole}
     assert ours == seconds
-    assert switches.NUMBERS["max-per-hour"] == (1, config._MAX_PER_HOUR, True)
+    assert switches.NUMBERS["max-per-hour"] == (1, config_values._MAX_PER_HOUR, True)
     assert {(a, b) for a, b, _, _ in switches.ORDERED} == {
         ("max-wait", "debounce"), ("backoff-max", "backoff-initial")}
     defaults = config.Config(watch=("/x",))
