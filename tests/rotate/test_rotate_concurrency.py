@@ -55,13 +55,16 @@ def test_two_concurrent_rotations_one_wins_the_other_stops_cleanly(api, kubeconf
 
 def test_resume_takes_over_and_the_original_process_stops_at_its_next_write(api, kubeconfig):
     pod = SimPod(api, "p0", frozen=True)
-    original = _spawn(kubeconfig, "--generate", "--gate-timeout", "60")
-    deadline = time.monotonic() + 60
+    # The gates wait on a frozen pod until the takeover is seen; their timeout must never
+    # be what ends the original (a loaded machine can take tens of seconds to start the
+    # resumer), so it is far longer than the test's own deadline.
+    original = _spawn(kubeconfig, "--generate", "--gate-timeout", "900")
+    deadline = time.monotonic() + 240
     while annotations(api).get("rotate.agentos.dev/phase") != "staged":
         assert time.monotonic() < deadline and original.poll() is None
         time.sleep(0.05)
     first_run = annotations(api)["rotate.agentos.dev/run"]
-    resumer = _spawn(kubeconfig, "--resume", "--gate-timeout", "60")
+    resumer = _spawn(kubeconfig, "--resume", "--gate-timeout", "900")
     while annotations(api)["rotate.agentos.dev/run"] == first_run:  # the takeover write
         assert time.monotonic() < deadline and resumer.poll() is None
         time.sleep(0.05)
