@@ -50,6 +50,9 @@ class Expect:
                     return f"still mounts {key}"
                 if entry is not None:
                     return f"still mounts {key} ({entry.reason or 'not readable'})"
+                if status.truncated:
+                    return (f"cannot confirm {key} absent (/status is truncated: the pod has"
+                            " more keys than it lists)")
                 continue
             if mounted != fingerprint:
                 if mounted is None and entry is not None and entry.reason:

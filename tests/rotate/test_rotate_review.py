@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,8 @@ from rotate_helpers import (
     write_kubeconfig,
 )
 from test_rotate_kill_resume import assert_never_rejected
+
+from agentos_secrets.secret import fingerprint_bytes
 
 FED = "AGENTOS_FED_SHARED_SECRET"
 FED_PREV = FED + "_PREVIOUS"
@@ -85,3 +88,94 @@ def assert_never_rejected_fed(states):
     renamed = [{k.replace(FED, "AGENTOS_SERVICE_TOKEN"): v for k, v in s.items()}
                for s in states]
     assert_never_rejected(renamed)
+
+
+# -- /status read by the gates ------------------------------------------------------------
+
+FP = "fp1:0123456789abcdef"
+
+
+def _doc(**extra):
+    from agentos_secrets.rotate.status import parse_status
+
+    document = {"version": 1, "pod": "p0", "keys": [{"name": "T", "mounted": FP,
+                                                      "applied": FP}]}
+    document.update(extra)
+    return parse_status(json.dumps(document).encode())
+
+
+def test_a_truncated_status_never_confirms_a_key_absent():
+    """The sidecar lists at most 256 keys then says truncated: an unlisted key may be there."""
+    from agentos_secrets.rotate.gates import Expect
+
+    expect = Expect((("T_PREVIOUS", None), ("T", FP)))
+    assert expect.lag(_doc(truncated=False)) is None
+    reason = expect.lag(_doc(truncated=True))
+    assert reason is not None and "T_PREVIOUS" in reason and "truncated" in reason
+    # more entries than the reader takes is a truncation too
+    many = [{"name": f"K{i}", "mounted": FP, "applied": FP} for i in range(2000)]
+    assert expect.lag(_doc(keys=[*many, {"name": "T", "mounted": FP, "applied": FP}])) \
+        is not None
+    assert _doc(truncated="yes").error is not None  # not a boolean: malformed
+
+
+def test_status_version_must_be_the_integer_1():
+    """JSON true == 1 and 1.0 == 1 in Python: neither is version 1 of the contract."""
+    assert _doc().error is None
+    assert _doc(version=True).error is not None
+    assert _doc(version=1.0).error is not None
+
+
+def test_a_status_for_another_pod_never_passes_a_gate(api, kubeconfig):
+    """A pod whose /status answers with another pod's name (a port pointing elsewhere)."""
+    from rotate_helpers import KEY, SimPod
+
+    from agentos_secrets.rotate.discover import list_pods
+    from agentos_secrets.rotate.gates import Expect
+    from agentos_secrets.rotate.kube import RateLimiter, connect
+    from agentos_secrets.rotate.status import StatusReader
+
+    pod = SimPod(api, "p0")
+    liar = SimPod(api, "p1")
+    original = liar.handle
+
+    def handle(path, headers):
+        code, body = original(path, headers)
+        document = json.loads(body)
+        document["pod"] = "p0"
+        return code, json.dumps(document).encode()
+
+    api.add_pod(NS, liar.manifest, proxy_handler=handle)
+    nameless = SimPod(api, "p2")
+
+    def handle_nameless(path, headers):
+        code, body = nameless_original(path, headers)
+        document = json.loads(body)
+        del document["pod"]
+        return code, json.dumps(document).encode()
+
+    nameless_original = nameless.handle
+    api.add_pod(NS, nameless.manifest, proxy_handler=handle_nameless)
+    kube = connect(kubeconfig=str(kubeconfig), context=None, namespace=NS,
+                   limiter=RateLimiter(1000, 1000))
+    try:
+        reader = StatusReader(kube, NS, [OLD])
+        expect = Expect(((KEY, fingerprint_bytes(OLD)),))
+        found = {p.name: p for p in list_pods(kube, NS, SECRET)}
+        assert expect.lag(reader.status(found["p0"])) is None
+        lie = expect.lag(reader.status(found["p1"]))
+        assert lie is not None and "p0" in lie and "POD_NAME" in lie
+        assert expect.lag(reader.status(found["p2"])) is not None
+    finally:
+        kube.close()
+    assert pod.reads and liar.reads and nameless.reads
+
+
+def test_pod_name_match_allows_only_the_kubelets_hostname_truncation():
+    from agentos_secrets.rotate.status import same_pod
+
+    long = "agentos-model-policy-" + "x" * 50 + "-abcde"
+    assert same_pod("p0", "p0")
+    assert not same_pod("p0", "p1") and not same_pod(None, "p1") and not same_pod("", "p1")
+    assert same_pod(long[:63].rstrip("-."), long)
+    assert not same_pod(long[:62], long) and not same_pod("p", "p0")
