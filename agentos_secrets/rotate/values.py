@@ -72,13 +72,18 @@ def read_value(path: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Secret:
     """The value in ``path`` (``-`` is stdin), validated like the Loader reads a file."""
     if path == "-":
         return _read_stdin(max_bytes)
+    absolute = os.path.abspath(path)
     try:
-        data, _ = read_secret_file(os.path.abspath(path), variable="--from-file",
-                                   max_bytes=max_bytes)
+        data, _ = read_secret_file(absolute, variable="--from-file", max_bytes=max_bytes)
     except SecretError as exc:
         message = str(exc)
     else:
         return Secret(data, name="from-file")
+    if not os.path.isabs(path):
+        # A relative "path" may be the value typed in the wrong place: like the Loader
+        # for NAME_FILE, never print it back (the absolute form contains it as well).
+        message = message.replace(absolute, "the relative path given, not shown in case it"
+                                  " is the value itself")
     raise ValueInputError(message)
 
 

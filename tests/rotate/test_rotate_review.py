@@ -179,3 +179,48 @@ def test_pod_name_match_allows_only_the_kubelets_hostname_truncation():
     assert not same_pod("p0", "p1") and not same_pod(None, "p1") and not same_pod("", "p1")
     assert same_pod(long[:63].rstrip("-."), long)
     assert not same_pod(long[:62], long) and not same_pod("p", "p0")
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+
+def test_a_relative_from_file_path_is_never_echoed(kubeconfig, tmp_path, monkeypatch, canary):
+    """A value typed where the path goes (``--from-file VALUE``) must not be printed back."""
+    from rotate_helpers import rotate
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = rotate(kubeconfig, KEY, "--from-file", canary.value, *FAST)
+    assert code == 2 and "--from-file" in err and "no such file" in err
+    canary.assert_absent(out, err)
+    (tmp_path / "sub").mkdir()
+    code, out, err = rotate(kubeconfig, KEY, "--from-file", "sub/" + canary.value, *FAST)
+    assert code == 2
+    canary.assert_absent(out, err)
+    # an absolute path is shown: it is where to look
+    code, _, err = rotate(kubeconfig, KEY, "--from-file", str(tmp_path / "missing"), *FAST)
+    assert code == 2 and str(tmp_path / "missing") in err
+
+
+def _rotate_process(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "agentos_secrets", "rotate", KEY, "--plan",
+                           "--output", "plain", *args], capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL, check=False, env=env)
+
+
+def test_kubeconfig_problems_are_explained_with_exit_2(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("clusters: [\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as handle:
+        handle.truncate(64 * 1024 * 1024)
+    for path, words in ((broken, "not valid YAML"), (fifo, "not a regular file"),
+                        (tmp_path, "not a regular file"), (huge, "bytes")):
+        result = _rotate_process("--kubeconfig", str(path))
+        err = result.stderr.decode()
+        assert result.returncode == 2, err
+        assert "Traceback" not in err and words in err and str(path) in err
+    env = {**os.environ, "KUBECONFIG": f"{tmp_path / 'absent'}{os.pathsep}{fifo}"}
+    result = _rotate_process(env=env)
+    assert result.returncode == 2 and "not a regular file" in result.stderr.decode()
