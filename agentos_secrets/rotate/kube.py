@@ -316,8 +316,11 @@ def _read_bounded(raw: Any, max_bytes: int, deadline: float) -> bytes:
         raise KubeError(f"response of {length} bytes is over the limit of {max_bytes}")
     chunks: list[bytes] = []
     total = 0
+    # read1, not read: urllib3 2's read(amt) blocks until amt bytes arrive, so a sender
+    # trickling a byte within each read timeout would hold it far past the deadline.
+    read = getattr(raw, "read1", raw.read)
     while True:
-        chunk = raw.read(65536)
+        chunk = read(65536)
         if not chunk:
             return b"".join(chunks)
         total += len(chunk)

@@ -224,3 +224,54 @@ def test_kubeconfig_problems_are_explained_with_exit_2(tmp_path):
     env = {**os.environ, "KUBECONFIG": f"{tmp_path / 'absent'}{os.pathsep}{fifo}"}
     result = _rotate_process(env=env)
     assert result.returncode == 2 and "not a regular file" in result.stderr.decode()
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+def test_a_trickling_response_is_cut_at_its_deadline():
+    """A pod (through pods/proxy) that sends one byte at a time, each within the read
+    timeout: the deadline must cut it, not wait for a 64 KiB chunk to fill."""
+    import socket
+    import time
+
+    from kubernetes import client
+
+    from agentos_secrets.rotate.kube import Kube, KubeError, RateLimiter
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    outcome = {"sent": 0, "cut": False}
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\n\r\n")
+            try:
+                for _ in range(150):  # 30 s in all
+                    conn.sendall(b" ")
+                    outcome["sent"] += 1
+                    time.sleep(0.2)
+            except OSError:
+                outcome["cut"] = True
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{port}"
+    kube = Kube(client.ApiClient(configuration), name="t", namespace="ns",
+                limiter=RateLimiter(1000, 1000))
+    try:
+        try:
+            kube.request("GET", "/slow", timeout=(1.0, 1.0), attempts=1)
+        except KubeError as exc:
+            assert "deadline" in exc.message
+        else:
+            raise AssertionError("a trickling response was accepted")
+    finally:
+        kube.close()
+    thread.join(timeout=60)
+    listener.close()
+    assert outcome["cut"] and outcome["sent"] < 150
