@@ -275,3 +275,66 @@ def test_a_trickling_response_is_cut_at_its_deadline():
     thread.join(timeout=60)
     listener.close()
     assert outcome["cut"] and outcome["sent"] < 150
+
+
+# -- --test-cmd, --revoke-cmd, --store-cmd ------------------------------------------------
+
+
+def test_a_command_echoing_a_multi_line_value_shows_none_of_it():
+    """The summary is stderr's first line: for a multi-line value that is one line of the
+    value, which the whole-value redaction did not match."""
+    from agentos_secrets.rotate.commands import run_command
+
+    value = b"first-line-of-the-secret-4f2a\nsecond-line-of-the-secret-9c1b"
+    echo = [sys.executable, "-c", "import sys; sys.stderr.write(sys.stdin.read()); sys.exit(3)"]
+    result = run_command(echo, value, timeout=30, env={}, redact_values=[value])
+    assert not result.ok and result.summary.startswith("exit status 3")
+    assert "first-line" not in result.summary and "[redacted]" in result.summary
+    # a store command echoing its JSON input escapes the value's quotes and backslashes
+    quoted = b'quote"and\\backslash-secret-77aa'
+    echo_json = [sys.executable, "-c",
+                 "import json, sys; sys.stderr.write('bad input: ' + json.dumps("
+                 "{'v': sys.stdin.read()}) + '\\n'); sys.exit(1)"]
+    result = run_command(echo_json, quoted, timeout=30, env={}, redact_values=[quoted])
+    assert "backslash-secret" not in result.summary, result.summary
+
+
+def test_a_command_flooding_its_output_is_not_kept_in_memory():
+    import resource
+
+    from agentos_secrets.rotate.commands import run_command
+
+    flood = [sys.executable, "-c",
+             "import os\nblock = b'x' * 1048576\nfor _ in range(400):\n"
+             "    os.write(1, block)\n    os.write(2, block)\nraise SystemExit(1)"]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = run_command(flood, b"v", timeout=120, env={}, redact_values=[])
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert not result.ok and result.summary.startswith("exit status 1")
+    assert grown_mib < 200, f"{grown_mib:.0f} MiB kept for 800 MiB of output"
+
+
+def test_a_command_that_leaves_a_child_behind_is_killed_at_its_timeout(tmp_path):
+    from agentos_secrets.rotate.commands import run_command
+
+    pidfile = tmp_path / "child"
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+              f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+              "time.sleep(600)\n")
+    result = run_command([sys.executable, "-c", script], b"v", timeout=3, env={},
+                         redact_values=[])
+    assert not result.ok and "timed out" in result.summary
+    child = int(pidfile.read_text())
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        status = open(f"/proc/{child}/stat").read().split()[2]
+        if status == "Z":
+            break
+        import time
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the command's child outlived its timeout")
