@@ -338,3 +338,69 @@ def test_a_command_that_leaves_a_child_behind_is_killed_at_its_timeout(tmp_path)
         time.sleep(0.1)
     else:
         raise AssertionError("the command's child outlived its timeout")
+
+
+def test_store_mode_stops_before_the_store_when_another_run_took_over(api, kubeconfig,
+                                                                     tmp_path, canary):
+    """With --store-cmd the store is written before the annotations: a process whose
+    rotation was taken over (``--resume``/``--abort`` elsewhere) must not run the store
+    command again, nor win the annotation write with the resourceVersion it re-read."""
+    from rotate_helpers import rotate
+
+    owner_ref = [{"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                  "name": "agentos-secrets", "uid": "x", "controller": True}]
+    api.put_secret(NS, SECRET, {KEY: OLD}, owner_references=owner_ref)
+    store = tmp_path / "store.json"
+    store.write_text(json.dumps({KEY: OLD.decode()}))
+    calls = tmp_path / "calls"
+    script = tmp_path / "store.py"
+    script.write_text(
+        "import json, os, sys\n"
+        f"path = {str(store)!r}\n"
+        "change = json.load(sys.stdin)\n"
+        f"open({str(calls)!r}, 'a').write(change['phase'] + '\\n')\n"
+        "data = json.load(open(path))\n"
+        "data.update(change['set'])\n"
+        "for key in change['remove']: data.pop(key, None)\n"
+        "with open(path + '.tmp', 'w') as handle: json.dump(data, handle)\n"
+        "os.replace(path + '.tmp', path)\n"
+    )
+    stop = threading.Event()
+    taken = threading.Event()
+
+    def operator():
+        while not stop.wait(0.05):
+            wanted = {k: v.encode() for k, v in json.loads(store.read_text()).items()}
+            if api.secret_data(NS, SECRET) != wanted:
+                current = api.secret(NS, SECRET)["metadata"]
+                api.put_secret(NS, SECRET, wanted, owner_references=owner_ref,
+                               annotations=current.get("annotations"))
+
+    def takeover(record):  # another operator's --resume, during the stage gate
+        if "/proxy/" in record.path and not taken.is_set():
+            current = api.secret(NS, SECRET)["metadata"]
+            annotations = {**current["annotations"], "rotate.agentos.dev/run": "another-run"}
+            api.put_secret(NS, SECRET, api.secret_data(NS, SECRET),
+                           owner_references=owner_ref, annotations=annotations)
+            taken.set()
+
+    thread = threading.Thread(target=operator, daemon=True)
+    thread.start()
+    api.on_request = takeover
+    try:
+        SimPod(api, "p0")
+        value = tmp_path / "new"
+        value.write_bytes(canary.value_bytes)
+        value.chmod(0o600)
+        code, out, err = rotate(kubeconfig, KEY, "--from-file", str(value), "--store-cmd",
+                                f"{sys.executable} {script}", "--refresh-interval", "0",
+                                *FAST)
+    finally:
+        stop.set()
+        thread.join()
+    assert taken.is_set()
+    assert code == 1, out + err
+    assert "another rotate holds this Secret now" in err
+    assert calls.read_text().split() == ["staged"]
+    assert annotations(api)["rotate.agentos.dev/run"] == "another-run"
+    canary.assert_absent(out, err)
