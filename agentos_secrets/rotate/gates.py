@@ -63,6 +63,9 @@ class Expect:
             if applied != fingerprint:
                 if status.action_error:
                     return f"action failing ({status.action_error})"
+                if status.action == "rollout":
+                    return (f"{key} mounted; the app keeps its old values until the rollout"
+                            " replaces this pod")
                 return f"{key} mounted but not applied yet (action pending)"
         return None
 

@@ -404,3 +404,46 @@ def test_store_mode_stops_before_the_store_when_another_run_took_over(api, kubec
     assert calls.read_text().split() == ["staged"]
     assert annotations(api)["rotate.agentos.dev/run"] == "another-run"
     canary.assert_absent(out, err)
+
+
+# -- the sidecar's per-key "applied" -------------------------------------------------------
+
+
+def test_a_rollout_sidecar_never_reports_its_own_old_pod_as_applied(tmp_path):
+    """--action rollout replaces the pod: its app keeps what it started with. Reporting
+    the content as applied once the Deployment patch succeeded let a rotate gate pass on
+    old pods still running the pre-rotation values, while the rollout was under way."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "sidecar"))
+    from test_sidecar_loop import Rig
+
+    rig = Rig(tmp_path)
+    rig.action.kind = "rollout"
+    rig.start()
+    rig.run_for(5)
+    start = {k.name: k for k in rig.engine.keys.snapshot()[0]}
+    v0 = fingerprint_bytes(b"v0")
+    assert start["AGENTOS_SERVICE_TOKEN"].applied == v0
+    rig.rotate("v1")
+    rig.run_for(30)
+    assert len(rig.action.calls) == 1  # the Deployment was patched
+    keys = {k.name: k for k in rig.engine.keys.snapshot()[0]}
+    assert keys["AGENTOS_SERVICE_TOKEN"].mounted == fingerprint_bytes(b"v1")
+    assert keys["AGENTOS_SERVICE_TOKEN"].applied == v0  # this pod's app still has v0
+    # a restart of the sidecar container in the same pod keeps that
+    rig.engine = rig.make()
+    rig.start()
+    rig.run_for(5)
+    keys = {k.name: k for k in rig.engine.keys.snapshot()[0]}
+    assert keys["AGENTOS_SERVICE_TOKEN"].applied == v0
+
+
+def test_a_reloading_action_still_reports_applied_after_success(tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "sidecar"))
+    from test_sidecar_loop import Rig
+
+    rig = Rig(tmp_path)
+    rig.start()
+    rig.rotate("v1")
+    rig.run_for(30)
+    keys = {k.name: k for k in rig.engine.keys.snapshot()[0]}
+    assert keys["AGENTOS_SERVICE_TOKEN"].applied == fingerprint_bytes(b"v1")
