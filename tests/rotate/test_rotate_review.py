@@ -447,3 +447,28 @@ def test_a_reloading_action_still_reports_applied_after_success(tmp_path):
     rig.run_for(30)
     keys = {k.name: k for k in rig.engine.keys.snapshot()[0]}
     assert keys["AGENTOS_SERVICE_TOKEN"].applied == fingerprint_bytes(b"v1")
+
+
+# -- drain ---------------------------------------------------------------------------------
+
+
+def test_a_pod_clock_behind_cannot_end_the_drain_while_its_counter_moves(api, kubeconfig):
+    """The gauge is the pod's wall clock: a pod an hour behind reports its latest
+    'previous' match as an hour old. The counter, read by rotate itself, still moves."""
+    import time
+
+    from rotate_helpers import rotate
+
+    pod = SimPod(api, "p0", metrics={"previous": 1, "last": time.time() - 3600})
+    original = pod._metrics
+
+    def moving():
+        pod.metrics["previous"] += 1  # a caller on the old value, at every read
+        return original()
+
+    pod._metrics = moving
+    code, out, err = rotate(kubeconfig, KEY, "--generate", *FAST, "--quiet", "60",
+                            "--drain-timeout", "1")
+    assert code == 1, out + err
+    assert "drain" in err and "p0" in err
+    assert api.secret_data(NS, SECRET).get(KEY + "_PREVIOUS") is not None, "nothing dropped"
