@@ -472,3 +472,22 @@ def test_a_pod_clock_behind_cannot_end_the_drain_while_its_counter_moves(api, ku
     assert code == 1, out + err
     assert "drain" in err and "p0" in err
     assert api.secret_data(NS, SECRET).get(KEY + "_PREVIOUS") is not None, "nothing dropped"
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def test_a_closed_output_pipe_does_not_stop_the_rotation_with_a_traceback(api, kubeconfig):
+    """``rotate ... --output json | head -1``: the reader goes away mid-rotation."""
+    SimPod(api, "p0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentos_secrets", "rotate", "--kubeconfig", str(kubeconfig),
+         KEY, "--generate", "--output", "json", *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader is gone
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err, err.decode()
+    assert proc.returncode == 0, err.decode()
+    assert annotations(api)["rotate.agentos.dev/phase"] == "done"
