@@ -491,3 +491,21 @@ def test_a_closed_output_pipe_does_not_stop_the_rotation_with_a_traceback(api, k
     assert b"Traceback" not in err, err.decode()
     assert proc.returncode == 0, err.decode()
     assert annotations(api)["rotate.agentos.dev/phase"] == "done"
+
+
+def test_flags_out_of_range_are_refused_with_exit_2(api, kubeconfig):
+    from rotate_helpers import rotate
+
+    cases = [
+        (["--cmd-timeout", "0"], "--cmd-timeout"),
+        (["--qps", "1e-9"], "--qps"),
+        (["--status-token-key", "K" * 300], "--status-token-key"),
+        (["--selector", "app=" + "a" * 5000], "--selector"),
+        (["--selector", "app=x\n"], "--selector"),
+        ([arg for i in range(17) for arg in ("--context", f"c{i}")], "--context"),
+    ]
+    for args, flag in cases:
+        code, out, err = rotate(kubeconfig, KEY, "--plan", *args)
+        assert code == 2, (args[:2], out, err)
+        assert flag in err and "Traceback" not in err
+    assert api.requests == []
