@@ -54,8 +54,11 @@ def generate(*, length: int | None = None, alphabet: str | None = None) -> Secre
             "--alphabet: give a name (" + ", ".join(ALPHABETS) + ") or at least two"
             " distinct characters"
         )
-    if any(c.isspace() or not c.isprintable() for c in chars):
-        raise ValueInputError("--alphabet: whitespace and control characters are not allowed")
+    if any(not 33 <= ord(c) <= 126 for c in chars):
+        # A value must travel in HTTP headers (a token in X-AgentOS-Token, Authorization)
+        # and environment variables unchanged: visible ASCII only.
+        raise ValueInputError("--alphabet: only visible ASCII characters (no whitespace,"
+                              " control or non-ASCII characters)")
     size = length if length is not None else math.ceil(256 / math.log2(len(chars)))
     if not 1 <= size <= MAX_LENGTH:
         raise ValueInputError(f"--length: must be between 1 and {MAX_LENGTH}")

@@ -509,3 +509,17 @@ def test_flags_out_of_range_are_refused_with_exit_2(api, kubeconfig):
         assert code == 2, (args[:2], out, err)
         assert flag in err and "Traceback" not in err
     assert api.requests == []
+
+
+def test_generated_values_are_visible_ascii_only():
+    """A token must travel in HTTP headers (X-AgentOS-Token included): a non-ASCII
+    alphabet gave a value no caller could send, rejected by everyone after the switch."""
+    import pytest
+
+    from agentos_secrets.rotate.values import ValueInputError, generate
+
+    for alphabet in ("äöüßÄÖÜ" * 1 + "abcdefgh", "абвгдежз"):
+        with pytest.raises(ValueInputError, match="--alphabet"):
+            generate(alphabet=alphabet)
+    value = generate(alphabet="!#$%&*+-.0123456789", length=40).reveal()
+    assert len(value) == 40 and all(33 <= ord(c) < 127 for c in value)
