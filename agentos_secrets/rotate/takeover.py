@@ -20,6 +20,7 @@ from .sequences import Sequences
 from .state import (
     A_KEY,
     A_NEW,
+    A_OLD,
     ABORTED,
     DONE,
     DROPPED,
@@ -61,9 +62,11 @@ class Takeover(Sequences):
                 new, node.old = secret.data.get(key), None
             else:
                 continue
+            recorded_old = annotations.get(A_OLD)
             if new is None or (phase != DROPPED and node.old is None) or (
                 fingerprint_bytes(new) != annotations.get(A_NEW)
-            ):
+            ) or (node.old is not None and recorded_old
+                  and fingerprint_bytes(node.old) != recorded_old):
                 raise RotateError(
                     f"{node.where}: its data no longer matches the rotation's fingerprints"
                     f" (phase {phase}); it was changed outside rotate. Inspect it by hand", 1)

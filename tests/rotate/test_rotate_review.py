@@ -523,3 +523,21 @@ def test_generated_values_are_visible_ascii_only():
             generate(alphabet=alphabet)
     value = generate(alphabet="!#$%&*+-.0123456789", length=40).reveal()
     assert len(value) == 40 and all(33 <= ord(c) < 127 for c in value)
+
+
+def test_resume_refuses_an_old_value_changed_by_hand(api, kubeconfig):
+    """Staged, then someone replaced NAME by hand: switching would put that value under
+    NAME_PREVIOUS and reject every caller still on the real old value."""
+    from rotate_helpers import rotate
+
+    pod = SimPod(api, "p0", frozen=True)
+    code, _, _ = rotate(kubeconfig, KEY, "--generate", *FAST[:1], "1", *FAST[2:])
+    assert code == 1 and annotations(api)["rotate.agentos.dev/phase"] == "staged"
+    data = api.secret_data(NS, SECRET)
+    data[KEY] = b"replaced-by-hand-value-123"
+    meta = api.secret(NS, SECRET)["metadata"]
+    api.put_secret(NS, SECRET, data, annotations=meta["annotations"])
+    pod.frozen = False
+    code, _, err = rotate(kubeconfig, KEY, "--resume", *FAST)
+    assert code == 1 and "changed outside rotate" in err
+    assert annotations(api)["rotate.agentos.dev/phase"] == "staged"
