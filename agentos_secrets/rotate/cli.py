@@ -20,6 +20,7 @@ __all__ = ["main"]
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_CONTEXTS = 16
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,14 +122,22 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--namespace: not a valid namespace name"
     if len(set(args.context)) != len(args.context):
         return "--context: each context once"
-    if not 0 < args.qps <= 10000 or not 1 <= args.burst <= 10000:
-        return "--qps must be in (0, 10000] and --burst in [1, 10000]"
+    if len(args.context) > MAX_CONTEXTS:
+        return f"--context: at most {MAX_CONTEXTS} contexts"
+    if not 0.1 <= args.qps <= 10000 or not 1 <= args.burst <= 10000:
+        return "--qps must be in [0.1, 10000] and --burst in [1, 10000]"
+    if args.cmd_timeout <= 0:
+        return "--cmd-timeout: must be more than 0"
+    if args.selector is not None and (
+        len(args.selector) > 4096 or not args.selector.isprintable()
+    ):
+        return "--selector: at most 4096 printable characters"
     if not 1 <= args.workers <= 64:
         return "--workers: 1 to 64"
     if args.poll <= 0:
         return "--poll: must be more than 0"
-    if not _KEY.fullmatch(args.status_token_key):
-        return "--status-token-key: expected a key name"
+    if not _KEY.fullmatch(args.status_token_key) or len(args.status_token_key) > 200:
+        return "--status-token-key: expected a key name (at most 200 characters)"
     changing = not (args.plan or args.resume or args.abort)
     if (args.generate or args.from_file) and not changing:
         return "--generate/--from-file start a rotation; not with --plan, --resume or --abort"

@@ -50,6 +50,9 @@ class Expect:
                     return f"still mounts {key}"
                 if entry is not None:
                     return f"still mounts {key} ({entry.reason or 'not readable'})"
+                if status.truncated:
+                    return (f"cannot confirm {key} absent (/status is truncated: the pod has"
+                            " more keys than it lists)")
                 continue
             if mounted != fingerprint:
                 if mounted is None and entry is not None and entry.reason:
@@ -60,6 +63,9 @@ class Expect:
             if applied != fingerprint:
                 if status.action_error:
                     return f"action failing ({status.action_error})"
+                if status.action == "rollout":
+                    return (f"{key} mounted; the app keeps its old values until the rollout"
+                            " replaces this pod")
                 return f"{key} mounted but not applied yet (action pending)"
         return None
 

@@ -101,7 +101,7 @@ class Gating(Transitions):
                             f" {phase}, then {self.settings.quiet:g} s without a 'previous'"
                             " match where pods expose verify counters", phase=phase,
                             grace_s=self.settings.grace, quiet_s=self.settings.quiet)
-        history: dict[tuple[str, str], tuple[float, float]] = {}  # total, since when
+        history: dict[tuple[str, str], tuple[float, float, bool]] = {}  # total, since, moved
         while True:
             lagging: list[Lagging] = []
             total = 0
@@ -140,15 +140,22 @@ class Gating(Transitions):
             time.sleep(max(0.05, min(self.settings.poll, remaining if remaining > 0
                                      else self.settings.poll)))
 
-    def _quiet_for(self, history: dict[tuple[str, str], tuple[float, float]],
+    def _quiet_for(self, history: dict[tuple[str, str], tuple[float, float, bool]],
                    key: tuple[str, str], counters: VerifyCounters) -> float:
         now = time.time()
-        if counters.last_previous is not None:
-            return max(0.0, now - counters.last_previous)
-        total, since = history.get(key, (counters.previous_total, now))
+        first = key not in history
+        total, since, moved = history.get(key, (counters.previous_total, now, False))
         if counters.previous_total != total:
-            since = now
-        history[key] = (counters.previous_total, since)
+            since, moved = now, True
+        history[key] = (counters.previous_total, since, moved)
+        if counters.last_previous is not None:
+            # The gauge is the pod's wall clock, which may be behind ours: it is trusted
+            # only once a second read saw the counter still, and a counter seen moving
+            # here is a match whatever the gauge says.
+            if first:
+                return 0.0
+            gauge = max(0.0, now - counters.last_previous)
+            return min(gauge, now - since) if moved else gauge
         if counters.previous_total == 0:
             return float("inf")
         return now - since

@@ -316,8 +316,11 @@ def _read_bounded(raw: Any, max_bytes: int, deadline: float) -> bytes:
         raise KubeError(f"response of {length} bytes is over the limit of {max_bytes}")
     chunks: list[bytes] = []
     total = 0
+    # read1, not read: urllib3 2's read(amt) blocks until amt bytes arrive, so a sender
+    # trickling a byte within each read timeout would hold it far past the deadline.
+    read = getattr(raw, "read1", raw.read)
     while True:
-        chunk = raw.read(65536)
+        chunk = read(65536)
         if not chunk:
             return b"".join(chunks)
         total += len(chunk)
@@ -328,6 +331,27 @@ def _read_bounded(raw: Any, max_bytes: int, deadline: float) -> bytes:
             raw.close()
             raise KubeError("response took longer than its deadline")
         chunks.append(chunk)
+
+
+MAX_KUBECONFIG_BYTES = 16 * 1024 * 1024
+
+
+def _kubeconfig_problem(path: str) -> str | None:
+    """Why a kubeconfig file cannot be read safely (a FIFO blocks, a device never ends)."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None  # the client skips a missing file of KUBECONFIG's list
+    except OSError as exc:
+        return f"kubeconfig {path}: cannot be read ({exc.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        return f"kubeconfig {path}: not a regular file"
+    if st.st_size > MAX_KUBECONFIG_BYTES:
+        return (f"kubeconfig {path}: {st.st_size} bytes, more than the limit of"
+                f" {MAX_KUBECONFIG_BYTES}")
+    return None
 
 
 def connect(
@@ -341,6 +365,7 @@ def connect(
     """A :class:`Kube` for ``context`` of ``kubeconfig`` (or ``KUBECONFIG``, ``~/.kube/config``),
     or the in-cluster service account when there is no kubeconfig and no context."""
     try:
+        import yaml
         from kubernetes import client, config
     except ImportError:
         raise KubeUnavailable(INSTALL_HINT) from None
@@ -351,6 +376,10 @@ def connect(
     chosen_namespace = namespace
     label = context or "current-context"
     files = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    for path in files.split(os.pathsep):
+        problem = _kubeconfig_problem(path) if path else None
+        if problem:
+            raise KubeUnavailable(problem)
     use_kubeconfig = bool(kubeconfig or context or any(
         os.path.exists(p) for p in files.split(os.pathsep) if p
     ))
@@ -380,7 +409,12 @@ def connect(
         else:
             problem = ("no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config) and not"
                        " running in a cluster")
-    except (config.ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = f"the kubeconfig {files} is not valid YAML{where}"
+    except (config.ConfigException, OSError, ValueError, TypeError, KeyError,
+            AttributeError) as exc:
         problem = f"cannot load the Kubernetes configuration: {exc}"
     if problem is not None:
         raise KubeUnavailable(problem)

@@ -40,6 +40,7 @@ class Reporter:
         self._progress_shown = False
         self._last_progress: tuple[Any, ...] | None = None
         self._last_progress_at = 0.0
+        self._closed_by_reader = False
 
     def add_secret(self, value: bytes) -> None:
         """A value that must never be printed (redacted if it ever were)."""
@@ -62,8 +63,27 @@ class Reporter:
         return value
 
     def _write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        if self._closed_by_reader:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            # The reader went away (``| head``): the rotation goes on, as a kill at this
+            # point would leave it half-way; its exit status still tells the outcome.
+            self._closed_by_reader = True
+            self._silence()
+
+    def _silence(self) -> None:
+        """Point the stream's descriptor at /dev/null so that the interpreter's final
+        flush does not print an error either (what the Python docs advise for SIGPIPE)."""
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self.stream.fileno())
+            os.close(null)
 
     def _end_progress(self) -> None:
         if self._progress_shown:

@@ -20,7 +20,9 @@ from typing import Any
 from .discover import Pod
 from .kube import Kube, KubeError
 
-__all__ = ["KeyStatus", "PodStatus", "StatusReader", "VerifyCounters", "parse_status"]
+__all__ = [
+    "KeyStatus", "PodStatus", "StatusReader", "VerifyCounters", "parse_status", "same_pod",
+]
 
 MAX_STATUS_BYTES = 256 * 1024
 MAX_METRICS_BYTES = 1024 * 1024
@@ -45,6 +47,8 @@ class PodStatus:
     action: str = ""
     action_error: str | None = None
     ready: bool | None = None
+    pod: str | None = None  # the pod name the sidecar reports
+    truncated: bool = False  # keys were left out: an unlisted key may still be mounted
 
 
 def _short(value: Any) -> str | None:
@@ -65,12 +69,20 @@ def parse_status(body: bytes) -> PodStatus:
         document = json.loads(body)
     except (ValueError, RecursionError):
         return PodStatus(error="malformed /status (not JSON)")
-    if not isinstance(document, dict) or document.get("version") != 1:
+    # type(), not ==: JSON true and 1.0 compare equal to 1 in Python.
+    if not isinstance(document, dict) or type(document.get("version")) is not int or (
+        document["version"] != 1
+    ):
         return PodStatus(error="malformed /status (not a version 1 object)")
     keys = document.get("keys")
     if not isinstance(keys, list):
         return PodStatus(error="malformed /status (no keys list)")
-    result = PodStatus()
+    truncated = document.get("truncated", False)
+    if not isinstance(truncated, bool):
+        return PodStatus(error="malformed /status (truncated is not a boolean)")
+    result = PodStatus(truncated=truncated or len(keys) > MAX_KEYS)
+    pod = document.get("pod")
+    result.pod = pod[:253] if isinstance(pod, str) else None
     for entry in keys[:MAX_KEYS]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             return PodStatus(error="malformed /status (a key entry without a name)")
@@ -92,6 +104,17 @@ def parse_status(body: bytes) -> PodStatus:
         error = last.get("error")
         result.action_error = error[:200] if isinstance(error, str) else "failed"
     return result
+
+
+def same_pod(reported: str | None, name: str) -> bool:
+    """Whether a ``/status`` ``pod`` field names pod ``name``.
+
+    The sidecar reports ``POD_NAME`` (the pod's name), else its host name, which the
+    kubelet sets to the pod's name cut to 63 characters without a trailing '-' or '.'.
+    """
+    if not reported:
+        return False
+    return reported == name or (len(name) > 63 and reported == name[:63].rstrip("-."))
 
 
 @dataclass(frozen=True)
@@ -157,7 +180,14 @@ class StatusReader:
             return PodStatus(error="/status refused every accepted token (401)")
         if code != 200:
             return PodStatus(error=f"/status answered HTTP {code}")
-        return parse_status(body)
+        result = parse_status(body)
+        if result.error is None and not same_pod(result.pod, pod.name):
+            # The port may lead to another pod's sidecar (a hostNetwork pod, a wrong
+            # status-port annotation): its keys say nothing about this pod.
+            reported = _short(result.pod) or "no pod name"
+            return PodStatus(error=f"malformed /status (reports pod {reported}, not this"
+                             " pod; set POD_NAME from the downward API in the sidecar)")
+        return result
 
     def verify_counters(self, pod: Pod, key: str) -> VerifyCounters | str | None:
         """The app's counters for ``key``; None when the pod does not declare them."""

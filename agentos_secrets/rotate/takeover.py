@@ -20,6 +20,7 @@ from .sequences import Sequences
 from .state import (
     A_KEY,
     A_NEW,
+    A_OLD,
     ABORTED,
     DONE,
     DROPPED,
@@ -27,6 +28,7 @@ from .state import (
     ROLLING_BACK,
     STAGED,
     SWITCHED,
+    Node,
     RotateError,
 )
 
@@ -60,9 +62,11 @@ class Takeover(Sequences):
                 new, node.old = secret.data.get(key), None
             else:
                 continue
+            recorded_old = annotations.get(A_OLD)
             if new is None or (phase != DROPPED and node.old is None) or (
                 fingerprint_bytes(new) != annotations.get(A_NEW)
-            ):
+            ) or (node.old is not None and recorded_old
+                  and fingerprint_bytes(node.old) != recorded_old):
                 raise RotateError(
                     f"{node.where}: its data no longer matches the rotation's fingerprints"
                     f" (phase {phase}); it was changed outside rotate. Inspect it by hand", 1)
@@ -83,6 +87,8 @@ class Takeover(Sequences):
         self.fp_new = fingerprint_bytes(self.new)
         self.reporter.add_secret(self.new)
         for node in self.nodes:
+            self._join_untouched(node, strict=verb == "resume")
+        for node in self.nodes:
             if node.old:
                 self.reporter.add_secret(node.old)
         # Take over: our run id on every node in progress, so an older process still
@@ -99,6 +105,37 @@ class Takeover(Sequences):
         self.reporter.event(verb, f"{verb} {key} -> {self.fp_new} (run {self.run_id}) from"
                             f" {phases}", key=key, new_fingerprint=self.fp_new, run=self.run_id)
         return True
+
+    def _join_untouched(self, node: Node, *, strict: bool) -> None:
+        """Learn the old value of a node this rotation has not written yet.
+
+        With several contexts a kill can fall between two nodes' writes of the same
+        phase: a node still untouched (no phase, or a finished phase of another rotation,
+        or aborted: old value only) must join with its old value known, or the switch
+        would write ``NAME_PREVIOUS`` = nothing there and reject every caller still on
+        the old value.
+        """
+        assert node.secret is not None
+        key, previous = self.settings.key, self.settings.previous
+        annotations = node.secret.annotations
+        phase = node.raw_phase
+        if phase in IN_PROGRESS or (phase == DONE and annotations.get(A_KEY) == key
+                                    and annotations.get(A_NEW) == self.fp_new):
+            return
+        data = node.secret.data
+        if not strict:  # --abort never writes an untouched node: it only needs to know
+            node.old = data.get(key)
+            return
+        if key not in data:
+            raise RotateError(f"{node.where} has no key {key}", 2)
+        if previous in data:
+            raise RotateError(
+                f"{node.where} already holds {previous} outside this rotation (a manual"
+                " rotation?); finish it by hand or remove the key first", 2)
+        if node.owner is not None and not self.settings.store_cmd:
+            raise RotateError(f"{node.where} is written by {node.owner.who}"
+                              f" ({node.owner.evidence}); resume with --store-cmd", 2)
+        node.old = data[key]
 
     def resume(self) -> int:
         if not self._load_in_progress("resume"):

@@ -189,6 +189,12 @@ class Transitions:
             "set": {k: v.decode("utf-8") for k, v in data.items() if v is not None},
             "remove": [k for k, v in data.items() if v is None],
         }
+        # The store is written before the annotations, so the resourceVersion check of
+        # the annotation write comes too late to stop a process whose rotation was taken
+        # over: check the holder before the store command and at every re-read.
+        known = node.secret
+        assert known is not None
+        self._still_held(node, known, self._read(node))
         result = run_command(
             self.settings.store_cmd, json.dumps(document).encode(),
             timeout=self.settings.cmd_timeout, env=self._cmd_env(phase),
@@ -203,6 +209,7 @@ class Transitions:
         deadline = time.monotonic() + self.settings.gate_timeout
         while True:
             fresh = self._read(node)
+            self._still_held(node, known, fresh)
             if all(fresh.data.get(k) == v for k, v in data.items()):
                 return
             if time.monotonic() > deadline:
@@ -212,6 +219,22 @@ class Transitions:
                     f" {self.settings.gate_timeout:g} s (phase {phase})"
                 )
             time.sleep(self.settings.poll)
+
+    def _still_held(self, node: Node, known: SecretObject, fresh: SecretObject) -> None:
+        """Stop when the rotation state changed since ``known`` (a takeover, a hand edit)."""
+        before, now = known.annotations, fresh.annotations
+        if all(before.get(a) == now.get(a) for a in (A_RUN, A_PHASE, A_KEY, A_NEW)):
+            return
+        other_run = now.get(A_RUN)
+        if other_run and other_run != self.run_id:
+            raise RotateError(
+                f"{node.where}: another rotate holds this Secret now (run {other_run},"
+                f" {now.get(A_OWNER, 'unknown owner')}, phase {now.get(A_PHASE, '?')});"
+                " stopped without writing"
+            )
+        raise RotateError(f"{node.where}: the rotation's annotations were changed by"
+                          " someone else; stopped without writing. Check who changed"
+                          " them, then 'rotate --resume'")
 
     def _api_failure(self, node: Node, exc: KubeError, doing: str) -> RotateError:
         if exc.status == 403:

