@@ -190,9 +190,12 @@ _scalars = st.one_of(
     st.sampled_from(["", "1", "true", "ture", "/etc/agentos/secrets", "Signal", MARK,
                      "agentos-secrets", "--action"]),
 )
+# MARK is planted as values, not as mapping keys: a key is a name (a Secret's data key, an
+# annotation), which a finding may name, as `kubectl describe secret` lists a Secret's keys
+# and never its values.
 _shapes = st.recursive(_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3),
-    st.dictionaries(st.sampled_from(["name", "value", "key", "path", "secret", MARK]),
+    st.dictionaries(st.sampled_from(["name", "value", "key", "path", "secret", "K9"]),
                     inner, max_size=3)), max_leaves=6)
 
 

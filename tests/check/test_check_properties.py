@@ -46,7 +46,9 @@ def test_no_value_in_any_format(token, shared, key, previous, profile, reuse, sa
         "AGENTOS_DEFAULT_TENANT": "tnt_x",
     }, None, profile)
     findings = check_environment(env)
-    assert findings  # at least AS120 (prod) or a value finding: the path was exercised
+    # prod always reports something (AS120 at least), so the rendering path is exercised;
+    # in dev a set of acceptable values may rightly give no finding at all.
+    assert findings or profile == "dev"
     output = _render_all(findings, profile)
     for value in {token, shared, key, previous}:
         assert value.strip() not in output
