@@ -389,3 +389,43 @@ def read_bounded(path: str, *, what: str, max_bytes: int) -> bytes:
         path, variable=what, max_bytes=max_bytes, check_permissions=False, validate=False
     )
     return data
+
+
+def read_stream_bounded(fd: int, *, what: str, max_bytes: int, timeout: float) -> bytes:
+    """All of the stream ``fd`` (stdin, a pipe), at most ``max_bytes``, within ``timeout``
+    seconds: a pipe that never closes, or ``< /dev/zero``, is refused as it happens.
+
+    :func:`read_bounded`'s counterpart for streams; ``what`` names the stream in errors
+    (a :class:`SecretFileError`), which never quote its content.
+    """
+    import selectors
+    import time
+
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    total = 0
+    with selectors.DefaultSelector() as selector:
+        try:
+            selector.register(fd, selectors.EVENT_READ)
+            pollable = True
+        except (OSError, ValueError, PermissionError):
+            pollable = False  # a regular file redirected in: reads never block
+        while True:
+            if pollable:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    raise SecretFileError(f"{what}: did not reach its end in {timeout:g} s")
+            try:
+                chunk = os.read(fd, min(1 << 16, max_bytes + 1 - total))
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise SecretFileError(f"{what}: cannot be read ({exc.strerror})") from None
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise SecretFileTooLargeError(
+                    f"{what}: is larger than the limit of {max_bytes} bytes"
+                )

@@ -42,3 +42,33 @@ def test_a_relative_path_is_not_shown() -> None:
     with pytest.raises(SecretPathError) as info:
         read_bounded(canary, what="--x", max_bytes=100)
     assert canary not in str(info.value)
+
+
+def test_a_stream_that_never_ends_is_refused_in_time() -> None:
+    from agentos_secrets.errors import SecretFileError
+    from agentos_secrets.files import read_stream_bounded
+
+    r, w = os.pipe()
+    try:
+        os.write(w, b"partial")  # the writer stays open: no end of file ever comes
+        with pytest.raises(SecretFileError, match="did not reach its end"):
+            read_stream_bounded(r, what="stdin", max_bytes=100, timeout=0.2)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_stream_past_its_cap_is_refused() -> None:
+    from agentos_secrets.files import read_stream_bounded
+
+    r, w = os.pipe()
+    try:
+        os.write(w, b"x" * 101)
+        os.close(w)
+        w = -1
+        with pytest.raises(SecretFileTooLargeError):
+            read_stream_bounded(r, what="stdin", max_bytes=100, timeout=5)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)

@@ -120,32 +120,11 @@ def read_stdin(option: str, max_bytes: int, *, timeout: float = STDIN_TIMEOUT) -
 
 
 def _read_fd(fd: int, where: str, max_bytes: int, timeout: float) -> bytes:
-    import selectors
-    import time
+    from ..errors import SecretError
+    from ..files import read_stream_bounded
 
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    total = 0
-    with selectors.DefaultSelector() as selector:
-        try:
-            selector.register(fd, selectors.EVENT_READ)
-            pollable = True
-        except (OSError, ValueError, PermissionError):
-            pollable = False  # a regular file redirected in: reads never block
-        while True:
-            if pollable:
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(left):
-                    raise InputError(f"{where}: did not reach its end in {timeout:g} s")
-            try:
-                chunk = os.read(fd, min(1 << 16, max_bytes + 1 - total))
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise InputError(f"{where}: cannot be read ({exc.strerror})") from None
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise InputError(f"{where}: is larger than the limit of {max_bytes} bytes")
+    try:
+        return read_stream_bounded(fd, what=where, max_bytes=max_bytes, timeout=timeout)
+    except SecretError as exc:
+        message = str(exc)  # the message names the stream only, never its content
+    raise InputError(message)

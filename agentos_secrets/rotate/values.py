@@ -23,8 +23,11 @@ import os
 import sys
 
 from ..errors import SecretError
-from ..files import DEFAULT_MAX_BYTES, decode_secret, read_secret_file
+from ..files import DEFAULT_MAX_BYTES, decode_secret, read_secret_file, read_stream_bounded
 from ..secret import Secret
+
+#: Seconds stdin may take to reach its end: a pipe that never closes must not hang rotate.
+STDIN_TIMEOUT = 120.0
 
 __all__ = ["ALPHABETS", "ValueInputError", "generate", "read_value"]
 
@@ -95,11 +98,19 @@ def _read_stdin(max_bytes: int) -> Secret:
         raise ValueInputError(
             "--from-file -: stdin is a terminal; pipe the value in (it is never echoed)"
         )
-    stream = sys.stdin.buffer
-    data = stream.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ValueInputError(f"--from-file -: stdin holds more than {max_bytes} bytes")
     try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = -1  # replaced in-process (tests, embedding): read its buffer, capped
+    try:
+        if fd < 0:
+            data = sys.stdin.buffer.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise ValueInputError(f"--from-file -: stdin holds more than {max_bytes} bytes")
+        else:
+            data = read_stream_bounded(
+                fd, what="--from-file - (stdin)", max_bytes=max_bytes, timeout=STDIN_TIMEOUT
+            )
         value = decode_secret(data, variable="--from-file -", path=None)
     except SecretError as exc:
         message = str(exc)

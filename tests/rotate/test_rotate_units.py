@@ -208,3 +208,22 @@ def test_an_absent_expectation_is_not_met_by_a_key_still_being_derived():
     assert reason is not None and "T_PREVIOUS" in reason and "deriving" in reason
     gone = {"version": 1, "keys": [{"name": "T", "mounted": fp, "applied": fp}]}
     assert expect.lag(parse_status(json.dumps(gone).encode())) is None
+
+
+def test_stdin_that_never_closes_is_refused_in_time(monkeypatch):
+    """`rotate NAME` with a pipe whose writer never closes: exit 2's error, not a hang."""
+    import os
+
+    from agentos_secrets.rotate import values
+
+    r, w = os.pipe()
+    stdin = os.fdopen(r, "r")
+    try:
+        os.write(w, b"half a value")
+        monkeypatch.setattr(values, "STDIN_TIMEOUT", 0.2)
+        monkeypatch.setattr(sys, "stdin", stdin)
+        with pytest.raises(ValueInputError, match="did not reach its end"):
+            values._read_stdin(1024)
+    finally:
+        stdin.close()
+        os.close(w)
