@@ -109,7 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("state, server, logs, shutdown")
     g.add_argument("--state-file", metavar="PATH", help="last applied fingerprint")
     g.add_argument("--listen", metavar="HOST:PORT",
-                   help="/healthz, /startupz, /readyz, /metrics (default: 0.0.0.0:9095;"
+                   help="/healthz, /startupz, /readyz, /status, /metrics (default: 0.0.0.0:9095;"
                    " '' or off: none)")
     g.add_argument("--log-format", metavar="json|text", help="(default: json)")
     g.add_argument("--log-level", metavar="DEBUG|INFO|WARNING|ERROR", help="(default: INFO)")
