@@ -50,6 +50,11 @@ class SecretObject:
     raw: dict[str, Any]
     data: dict[str, bytes]
 
+    def __repr__(self) -> str:
+        # The data (and raw, which holds it base64-encoded) are secret: keys only.
+        return (f"SecretObject(resourceVersion={self.resource_version!r}, "
+                f"keys={sorted(self.data)!r})")
+
     @property
     def meta(self) -> dict[str, Any]:
         meta = self.raw.get("metadata")

@@ -31,7 +31,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -78,7 +78,7 @@ class KubeError(Exception):
 class Response:
     status: int
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes = field(repr=False)  # a Secret's GET answer holds its data
 
     def json(self) -> Any:
         try:

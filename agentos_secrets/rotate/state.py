@@ -98,8 +98,9 @@ class Node:
     kube: Kube
     namespace: str
     name: str
-    secret: SecretObject | None = None
-    old: bytes | None = None
+    # Never in a repr: the Secret's data and the old value are secrets.
+    secret: SecretObject | None = field(default=None, repr=False)
+    old: bytes | None = field(default=None, repr=False)
     gate: GateNode | None = None
     owner: ExternalOwner | None = None
     reader: StatusReader | None = field(default=None, repr=False)

@@ -32,7 +32,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import SecretError
 from ..files import DEFAULT_MAX_BYTES, iter_keys, read_secret_file
@@ -76,7 +76,9 @@ class KeyStatus:
 
 @dataclass(frozen=True, slots=True)
 class _Mounted:
-    sha: bytes | None  # SHA-256 of the value as the Loader reads it; memory only
+    # SHA-256 of the value as the Loader reads it: memory only, never in a repr (an
+    # unsalted hash of a short token can be brute-forced).
+    sha: bytes | None = field(repr=False)
     reason: str | None
 
 

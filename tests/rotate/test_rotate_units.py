@@ -227,3 +227,28 @@ def test_stdin_that_never_closes_is_refused_in_time(monkeypatch):
     finally:
         stdin.close()
         os.close(w)
+
+
+def test_the_secret_objects_reprs_show_no_value():
+    """A Node holds the Secret's data and the old value: a repr (a traceback's locals, a
+    debugging log line) must show neither."""
+    import base64
+
+    from agentos_secrets.rotate.state import Node
+
+    canary = b"canary-rotate-repr-7f3a"
+    secret = SecretObject(
+        raw={"metadata": {"resourceVersion": "7"},
+             "data": {"K": base64.b64encode(canary).decode()}},
+        data={"K": canary, "K_PREVIOUS": canary},
+    )
+    node = Node("local", kube=None, namespace="ns", name="s",  # type: ignore[arg-type]
+                secret=secret, old=canary)
+    for text in (repr(secret), repr(node), str(node)):
+        assert canary.decode() not in text
+        assert base64.b64encode(canary).decode() not in text
+    assert "K_PREVIOUS" in repr(secret) and "'7'" in repr(secret)
+    from agentos_secrets.rotate.kube import Response
+
+    answer = Response(200, {}, json.dumps(secret.raw).encode())
+    assert base64.b64encode(canary).decode() not in repr(answer)

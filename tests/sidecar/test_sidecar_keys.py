@@ -374,3 +374,13 @@ def test_odd_file_names_are_left_out_of_status_and_metrics(tmp_path):
     json.dumps(status).encode("utf-8")
     body, _ = rig.metrics.render()  # renders: no label it cannot encode
     assert b"key_pending" in body and long_name.encode() not in body
+
+
+def test_a_mounted_keys_raw_hash_is_not_in_its_repr():
+    import hashlib
+
+    from agentos_secrets.sidecar.keys import _Mounted
+
+    sha = hashlib.sha256(b"short-token").digest()
+    text = repr(_Mounted(sha, None))
+    assert sha.hex() not in text and repr(sha) not in text
